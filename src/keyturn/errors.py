@@ -1,0 +1,244 @@
+"""Every error keyturn raises, each with a stable ``code`` that scripts and HTTP clients match on.
+
+Tree::
+
+    KeyturnError
+    ├── ConfigError                 config_invalid
+    │   └── MasterKeyError          master_key_invalid
+    ├── InvalidInputError           invalid_input
+    │   ├── InvalidKeyError         key_invalid
+    │   │   └── WeakKeyError        key_weak
+    │   └── UnsupportedAlgorithmError  alg_unsupported
+    ├── NotFoundError               not_found
+    │   ├── TenantNotFoundError     tenant_not_found
+    │   └── KeyNotFoundError        key_not_found
+    ├── ConflictError               conflict
+    │   ├── TenantExistsError       tenant_exists
+    │   ├── ConcurrentChangeError   concurrent_change
+    │   └── InvalidTransitionError  invalid_transition
+    ├── UnsafePolicyError           policy_unsafe
+    ├── TokenLifetimeError          token_lifetime_exceeded
+    ├── StoreUnavailableError       store_unavailable
+    ├── AuthError                   unauthenticated
+    │   └── ForbiddenError          forbidden
+    └── TokenError                  token_invalid        (action: reject)
+        ├── MalformedTokenError     token_malformed
+        │   └── TokenTooLargeError  token_too_large
+        ├── AlgorithmNotAllowedError  alg_not_allowed
+        ├── UnsupportedHeaderError  header_unsupported   (crit, b64)
+        ├── KeyLookupError          key_lookup_failed    (action: try_refresh)
+        │   ├── UnknownKidError     unknown_kid
+        │   └── RevokedKidError     revoked_kid
+        ├── BadSignatureError       bad_signature
+        ├── ExpiredTokenError       expired              (action: refresh)
+        ├── NotYetValidError        not_yet_valid
+        ├── ClaimError              claim_invalid
+        │   ├── MissingClaimError   claim_missing
+        │   ├── IssuerMismatchError issuer_mismatch
+        │   └── AudienceMismatchError audience_mismatch
+        └── JWKSUnavailableError    jwks_unavailable     (action: retry)
+
+``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
+gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
+``reject`` (the token is bad).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+Action = Literal["reject", "try_refresh", "refresh", "retry"]
+
+
+class KeyturnError(Exception):
+    """Root of every keyturn error; ``code`` is stable, ``detail`` is for people."""
+
+    code: ClassVar[str] = "keyturn_error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class ConfigError(KeyturnError):
+    """Settings are missing or inconsistent."""
+
+    code = "config_invalid"
+
+
+class MasterKeyError(ConfigError):
+    """The master key is missing, malformed, or not the one the data was sealed with."""
+
+    code = "master_key_invalid"
+
+
+class InvalidInputError(KeyturnError):
+    """The caller sent something keyturn cannot accept."""
+
+    code = "invalid_input"
+
+
+class InvalidKeyError(InvalidInputError):
+    """Key material is malformed, public-only, encrypted with another password, or mismatched."""
+
+    code = "key_invalid"
+
+
+class WeakKeyError(InvalidKeyError):
+    """Key material is too weak for the algorithm (e.g. RSA under 2048 bits)."""
+
+    code = "key_weak"
+
+
+class UnsupportedAlgorithmError(InvalidInputError):
+    """An algorithm keyturn does not sign or verify with."""
+
+    code = "alg_unsupported"
+
+
+class NotFoundError(KeyturnError):
+    """Something named does not exist."""
+
+    code = "not_found"
+
+
+class TenantNotFoundError(NotFoundError):
+    code = "tenant_not_found"
+
+
+class KeyNotFoundError(NotFoundError):
+    code = "key_not_found"
+
+
+class ConflictError(KeyturnError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class TenantExistsError(ConflictError):
+    code = "tenant_exists"
+
+
+class ConcurrentChangeError(ConflictError):
+    """Another process changed the key ring first; nothing was changed by this call."""
+
+    code = "concurrent_change"
+
+
+class InvalidTransitionError(ConflictError):
+    """The key is not in a state that allows the requested transition."""
+
+    code = "invalid_transition"
+
+
+class UnsafePolicyError(KeyturnError):
+    """A policy breaks a timing rule; the message names the rule and the numbers."""
+
+    code = "policy_unsafe"
+
+    def __init__(self, detail: str, violations: list[str] | None = None) -> None:
+        super().__init__(detail, violations=violations or [])
+        self.violations = violations or []
+
+
+class TokenLifetimeError(InvalidInputError):
+    """A token was asked to live longer than the tenant's policy allows."""
+
+    code = "token_lifetime_exceeded"
+
+
+class StoreUnavailableError(KeyturnError):
+    """The database cannot be reached; nothing was changed."""
+
+    code = "store_unavailable"
+
+
+class AuthError(KeyturnError):
+    """Missing or invalid credentials."""
+
+    code = "unauthenticated"
+
+
+class ForbiddenError(AuthError):
+    """Valid credentials without the right for this action."""
+
+    code = "forbidden"
+
+
+class TokenError(KeyturnError):
+    """A token failed verification; ``action`` says what the caller should do."""
+
+    code = "token_invalid"
+    action: ClassVar[Action] = "reject"
+
+
+class MalformedTokenError(TokenError):
+    code = "token_malformed"
+
+
+class TokenTooLargeError(MalformedTokenError):
+    code = "token_too_large"
+
+
+class AlgorithmNotAllowedError(TokenError):
+    code = "alg_not_allowed"
+
+
+class UnsupportedHeaderError(TokenError):
+    code = "header_unsupported"
+
+
+class KeyLookupError(TokenError):
+    """No usable key for the token's kid: get a new token, the issuer rotated or revoked."""
+
+    code = "key_lookup_failed"
+    action = "try_refresh"
+
+
+class UnknownKidError(KeyLookupError):
+    code = "unknown_kid"
+
+
+class RevokedKidError(KeyLookupError):
+    code = "revoked_kid"
+
+
+class BadSignatureError(TokenError):
+    code = "bad_signature"
+
+
+class ExpiredTokenError(TokenError):
+    code = "expired"
+    action = "refresh"
+
+
+class NotYetValidError(TokenError):
+    code = "not_yet_valid"
+
+
+class ClaimError(TokenError):
+    code = "claim_invalid"
+
+
+class MissingClaimError(ClaimError):
+    code = "claim_missing"
+
+
+class IssuerMismatchError(ClaimError):
+    code = "issuer_mismatch"
+
+
+class AudienceMismatchError(ClaimError):
+    code = "audience_mismatch"
+
+
+class JWKSUnavailableError(TokenError):
+    """The key set could not be fetched and no usable cached copy remains."""
+
+    code = "jwks_unavailable"
+    action = "retry"

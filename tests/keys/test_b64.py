@@ -1,0 +1,75 @@
+"""Strict base64url: one spelling per byte string, nothing else decodes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keyturn.keys.b64 import b64url_decode, b64url_encode, b64url_encode_str
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(st.binary(max_size=300))
+def test_round_trip(data: bytes) -> None:
+    encoded = b64url_encode(data)
+    assert b"=" not in encoded
+    assert b64url_decode(encoded) == data
+    assert b64url_decode(b64url_encode_str(data)) == data
+
+
+@given(st.text(max_size=40))
+def test_anything_that_decodes_is_the_one_canonical_spelling(text: str) -> None:
+    try:
+        decoded = b64url_decode(text)
+    except ValueError:
+        return
+    assert b64url_encode_str(decoded) == text
+
+
+@given(st.text(alphabet=ALPHABET, max_size=40).filter(lambda s: len(s) % 4 != 1))
+def test_lenient_decoders_agree_on_every_canonical_input(text: str) -> None:
+    try:
+        ours = b64url_decode(text)
+    except ValueError:
+        return  # non-canonical trailing bits: the lenient decoder would accept, we refuse
+    assert ours == base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", b"", id="empty"),
+        pytest.param("QQ", b"A", id="one-byte"),
+        pytest.param("QUI", b"AB", id="two-bytes"),
+        pytest.param("QUJD", b"ABC", id="three-bytes"),
+        pytest.param("-_8", b"\xfb\xff", id="url-alphabet"),
+    ],
+)
+def test_decodes_canonical(text: str, expected: bytes) -> None:
+    assert b64url_decode(text) == expected
+    assert b64url_decode(text.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("QQ==", id="padding"),
+        pytest.param("QUI=", id="single-pad"),
+        pytest.param("QQ+/", id="standard-alphabet"),
+        pytest.param("QU I", id="space"),
+        pytest.param("QUJD\n", id="newline"),
+        pytest.param("QUJ.", id="dot"),
+        pytest.param("QUJDé", id="non-ascii"),
+        pytest.param("QR", id="trailing-bits-after-one-byte"),
+        pytest.param("QUJ", id="trailing-bits-after-two-bytes"),
+        pytest.param("Q", id="length-mod-4-is-1"),
+        pytest.param("QUJDR", id="length-mod-4-is-1-long"),
+    ],
+)
+def test_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="base64url"):
+        b64url_decode(text)
