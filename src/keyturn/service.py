@@ -1,0 +1,567 @@
+"""The key service: key-ring operations as single transactions, each audited.
+
+Key generation and sealing happen before the transaction opens, so the database lock is held
+only for a few statements. Every operation re-reads the ring under the tenant lock and decides
+there, so concurrent callers (CLI, API, scheduler, other replicas) serialise safely.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from keyturn.clock import Clock, SystemClock
+from keyturn.errors import (
+    ConcurrentChangeError,
+    InvalidInputError,
+    InvalidTransitionError,
+    KeyNotFoundError,
+    TokenLifetimeError,
+)
+from keyturn.keys.algorithms import Alg, PrivateKey, check_key_for_alg
+from keyturn.keys.generate import generate_private_key
+from keyturn.keys.importing import ImportFormat, import_key
+from keyturn.keys.jwk import public_jwk
+from keyturn.keys.sealing import Sealer
+from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
+from keyturn.ring.policy import validate_policy
+from keyturn.ring.ring import Change, Event, Ring
+from keyturn.store.sql import SqlStore, Tenant, Tx
+from keyturn.tokens.keyset import KeySet
+from keyturn.tokens.signer import TokenSigner, issue_claims
+from keyturn.tokens.verify import verify_token
+
+MAX_CLAIMS_BYTES = 8 * 1024
+DEFAULT_REVALIDATE_AFTER = 0.25  # seconds a prepared signer is trusted without a re-check
+MAX_REASON_LENGTH = 500
+RESERVED_CLAIMS = frozenset({"iat"})
+
+
+@dataclass
+class Outcome:
+    """The result of an operation: the tenant after it, what changed, and warnings for people."""
+
+    tenant: Tenant
+    change: Change = field(default_factory=Change)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.change.warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant.name,
+            "events": [{"event": e.event, "kid": e.kid, **e.details} for e in self.change.events],
+            "warnings": self.change.warnings,
+            "policy_violations_forced": self.violations,
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    key_version: int
+    tenant: Tenant
+    signer: TokenSigner | None
+    keyset: KeySet
+    revoked: frozenset[str]
+    algs: frozenset[Alg]
+
+
+def _check_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInputError("a reason is required")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInputError(f"reason longer than {MAX_REASON_LENGTH} characters")
+    return reason
+
+
+class KeyService:
+    """Every key-ring operation of keyturn, on one store, sealer and clock."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        sealer: Sealer,
+        clock: Clock | None = None,
+        *,
+        on_change: Callable[[str], None] | None = None,
+        revalidate_after: float = DEFAULT_REVALIDATE_AFTER,
+    ) -> None:
+        self.store = store
+        self.sealer = sealer
+        self.clock = clock or SystemClock()
+        self.on_change = on_change
+        self._prepared: dict[str, _Prepared] = {}
+        self._checked: dict[str, float] = {}
+        self._lock = threading.Lock()
+        # When a watcher (LISTEN/NOTIFY or polling) calls ``invalidate``, the hot paths may
+        # trust the cache; otherwise sign/verify re-check the tenant's key_version at most
+        # every ``revalidate_after`` seconds (one small read), so a key change made by another
+        # process is seen within that time without a database round trip per token.
+        self.trust_cache = False
+        self.revalidate_after = revalidate_after
+
+    # --- key material --------------------------------------------------------------------
+    def _record(
+        self,
+        tenant: str,
+        alg: Alg,
+        rsa_bits: int,
+        *,
+        key: PrivateKey | None = None,
+        origin: str = "generated",
+        x5c: list[str] | None = None,
+        x5t: str | None = None,
+    ) -> KeyRecord:
+        key = key or generate_private_key(alg, rsa_bits)
+        # The JWK's kid is the RFC 7638 thumbprint; computed once (the sweep makes many keys).
+        jwk = public_jwk(key, alg, None, x5c, x5t)
+        kid = jwk["kid"]
+        blob, mkid = self.sealer.seal(key, tenant, kid)
+        return KeyRecord(
+            kid=kid,
+            alg=alg,
+            state=KeyState.NEXT,
+            public_jwk=jwk,
+            created_at=0.0,
+            sealed_private=blob,
+            master_key_id=mkid,
+            origin=origin,
+        )
+
+    def _new_key(self, tenant: Tenant) -> KeyRecord:
+        return self._record(tenant.name, tenant.policy.alg, tenant.policy.rsa_bits)
+
+    # --- reads ---------------------------------------------------------------------------
+    def tenant(self, name: str) -> Tenant:
+        return self.store.tenant(name)
+
+    def tenants(self) -> list[Tenant]:
+        return self.store.tenants()
+
+    def ring(self, name: str) -> tuple[Tenant, Ring]:
+        tenant, keys = self.store.tenant_keys(name)
+        return tenant, Ring(tenant.name, tenant.policy, keys)
+
+    def jwks(self, name: str) -> dict[str, Any]:
+        _, ring = self.ring(name)
+        return jwks_document(ring)
+
+    # --- tenants -------------------------------------------------------------------------
+    def create_tenant(
+        self,
+        name: str,
+        *,
+        issuer: str,
+        policy: Policy,
+        force: bool = False,
+        actor: str,
+    ) -> Outcome:
+        check_tenant_name(name)
+        if not issuer.startswith(("https://", "http://")):
+            raise InvalidInputError(f"issuer must be an http(s) URL, got {issuer!r}")
+        violations = validate_policy(policy, force=force)
+        placeholder = Tenant(0, name, issuer, policy, force, 0, 0.0, 0.0)
+        cur, nxt = self._new_key(placeholder), self._new_key(placeholder)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.create_tenant(name, issuer, policy, bool(violations), now)
+            ring = Ring(name, policy, [])
+            change = ring.bootstrap(now, cur, nxt)
+            tx.apply(tenant, change, now)
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="tenant.created",
+                tenant=name,
+                details={"issuer": issuer, "policy": policy.to_dict()},
+            )
+            if violations:
+                tx.audit(
+                    at=now,
+                    actor=actor,
+                    event="policy.forced",
+                    tenant=name,
+                    details={"violations": violations},
+                )
+            tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=None)
+            tenant = tx.tenant(name)
+        self._changed(name)
+        return Outcome(tenant, change, violations)
+
+    def set_policy(self, name: str, *, actor: str, force: bool = False, **changes: Any) -> Outcome:
+        """Change policy fields; refuse unsafe ones; keep previous keys the new retention."""
+        allowed = {"alg", "rotation_period", "token_ttl", "jwks_max_age", "clock_skew", "rsa_bits"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidInputError(f"unknown policy fields: {', '.join(sorted(unknown))}")
+        current = self.store.tenant(name)
+        policy = replace(current.policy, **{k: v for k, v in changes.items() if v is not None})
+        violations = validate_policy(policy, force=force)
+        new_next = None
+        if (policy.alg, policy.rsa_bits) != (current.policy.alg, current.policy.rsa_bits):
+            new_next = self._record(name, policy.alg, policy.rsa_bits)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.tenant(name)
+            if tenant.policy != current.policy:
+                raise ConcurrentChangeError(f"the policy of {name} changed meanwhile; try again")
+            ring = Ring(name, policy, tx.keys(tenant))
+            tx.update_policy(tenant, policy, bool(violations), now)
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="policy.changed",
+                tenant=name,
+                details={"old": current.policy.to_dict(), "new": policy.to_dict()},
+            )
+            if violations:
+                tx.audit(
+                    at=now,
+                    actor=actor,
+                    event="policy.forced",
+                    tenant=name,
+                    details={"violations": violations},
+                )
+            change = ring.extend_retention(now)
+            if new_next is not None:
+                # A new algorithm or key size reaches signing through the next key, so it
+                # is pre-published like any other: replace next now, switch at rotation.
+                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None)
+                change.updated += change2.updated
+                change.created += change2.created
+                change.events += [e for e in change2.events if e.event != "key.imported"]
+                change.events.append(Event("key.created", new_next.kid, {"state": "next"}))
+            tx.apply(tenant, change, now)
+            tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=None)
+            tenant = tx.tenant(name)
+        self._changed(name)
+        return Outcome(tenant, change, violations)
+
+    # --- transitions ---------------------------------------------------------------------
+    def _transition(
+        self,
+        name: str,
+        actor: str,
+        reason: str | None,
+        fn: Callable[[Tx, Tenant, Ring, float], Change],
+    ) -> Outcome:
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.tenant(name)
+            ring = Ring(name, tenant.policy, tx.keys(tenant))
+            change = fn(tx, tenant, ring, now)
+            tx.apply(tenant, change, now)
+            tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=reason)
+            tenant = tx.tenant(name)
+        if not change.empty:
+            self._changed(name)
+        return Outcome(tenant, change)
+
+    def rotate(
+        self, name: str, *, actor: str, reason: str | None = None, if_current: str | None = None
+    ) -> Outcome:
+        """Rotate now. With ``if_current``, only if that kid still signs (compare-and-swap)."""
+        tenant = self.store.tenant(name)
+        new_next = self._new_key(tenant)
+
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            cur = ring.current
+            assert cur is not None
+            if if_current is not None and cur.kid != if_current:
+                raise ConcurrentChangeError(
+                    f"not rotated: the current key is {cur.kid}, not {if_current} "
+                    "(another rotation happened first)"
+                )
+            if (t.policy.alg, t.policy.rsa_bits) != (tenant.policy.alg, tenant.policy.rsa_bits):
+                raise ConcurrentChangeError("the policy changed meanwhile; try again")
+            return ring.rotate(now, new_next)
+
+        return self._transition(name, actor, reason, fn)
+
+    def revoke(self, name: str, kid: str, *, reason: str, actor: str) -> Outcome:
+        """Revoke ``kid``; revoking the current key promotes next in the same transaction."""
+        reason = _check_reason(reason)
+        tenant, ring = self.ring(name)
+        rec = ring.get(kid)
+        replacement = (
+            self._new_key(tenant) if rec.state in (KeyState.CURRENT, KeyState.NEXT) else None
+        )
+
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            return ring.revoke(kid, now, reason, replacement)
+
+        return self._transition(name, actor, reason, fn)
+
+    def rotate_and_revoke(self, name: str, *, reason: str, actor: str) -> Outcome:
+        """The compromised-key answer: revoke the current key, next signs at once."""
+        _, ring = self.ring(name)
+        cur = ring.current
+        assert cur is not None
+        return self.revoke(name, cur.kid, reason=reason, actor=actor)
+
+    def revoke_all(self, name: str, *, reason: str, actor: str) -> Outcome:
+        """The leaked-store answer: revoke every published key; fresh current and next."""
+        reason = _check_reason(reason)
+        tenant = self.store.tenant(name)
+        new_cur, new_next = self._new_key(tenant), self._new_key(tenant)
+
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            return ring.revoke_all(now, reason, new_cur, new_next)
+
+        return self._transition(name, actor, reason, fn)
+
+    def import_key(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        actor: str,
+        fmt: ImportFormat | None = None,
+        password: bytes | None = None,
+        as_state: KeyState = KeyState.NEXT,
+    ) -> Outcome:
+        """Import a private key into the ring (as next by default: pre-published like any key)."""
+        tenant = self.store.tenant(name)
+        imported = import_key(data, fmt=fmt, password=password, alg=None)
+        # The imported key must serve the tenant's algorithm: one tenant signs with one alg.
+        check_key_for_alg(imported.private_key, tenant.policy.alg)
+        rec = self._record(
+            name,
+            tenant.policy.alg,
+            tenant.policy.rsa_bits,
+            key=imported.private_key,
+            origin="imported",
+            x5c=imported.x5c,
+            x5t=imported.x5t_s256,
+        )
+
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            return ring.place_imported(now, rec, as_state, None)
+
+        return self._transition(name, actor, None, fn)
+
+    def retire_due(self, name: str, *, actor: str) -> Outcome:
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            return ring.retire_due(now)
+
+        return self._transition(name, actor, None, fn)
+
+    def sweep_tenant(self, name: str, *, actor: str = "scheduler") -> Outcome:
+        """Rotate if the period has passed and retire expired previous keys, in one transaction."""
+        tenant, ring = self.ring(name)
+        now = self.clock.now()
+        new_next = self._new_key(tenant) if ring.rotation_due(now) else None
+
+        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+            return ring.sweep(now, new_next)
+
+        return self._transition(name, actor, None, fn)
+
+    def sweep(self, *, actor: str = "scheduler", batch: int = 200) -> list[Outcome]:
+        """One pass over every tenant with something due (``keyturn rotate-due``).
+
+        Tenants are handled in batches: candidates are read without locks, their new keys are
+        generated outside any transaction, then one transaction per batch locks the rows
+        (skipping rows another replica holds), re-checks what is due under the lock, and writes
+        every change with a few bulk statements. Of several sweepers, exactly one rotates a
+        tenant; a crash rolls back the whole batch.
+        """
+        results: list[Outcome] = []
+        with self.store.read() as tx:
+            due = tx.due_tenant_ids(self.clock.now())
+        for start in range(0, len(due), batch):
+            chunk = dict(due[start : start + batch])
+            now = self.clock.now()
+            with self.store.read() as tx:
+                candidates = [(t, chunk[t.id]) for t in tx.tenants_by_id(list(chunk))]
+            fresh = {t.id: self._new_key(t) for t, rotation_due in candidates if rotation_due}
+            with self.store.write() as tx:
+                locked = tx.lock_tenants([t.id for t, _ in candidates])
+                keys = tx.published_keys([t.id for t in locked])
+                done: list[tuple[Tenant, Change]] = []
+                for t in locked:
+                    change = Ring(t.name, t.policy, keys[t.id]).sweep(now, fresh.get(t.id))
+                    if not change.empty:
+                        done.append((t, change))
+                tx.apply_many(done, now)
+                tx.audit_many(
+                    [
+                        {
+                            "at": now,
+                            "actor": actor,
+                            "scope": t.name,
+                            "tenant": t.name,
+                            "kid": ev.kid,
+                            "event": ev.event,
+                            "reason": None,
+                            "details": ev.details,
+                        }
+                        for t, change in done
+                        for ev in change.events
+                    ]
+                )
+            for t, change in done:
+                self._changed(t.name)
+                results.append(Outcome(t, change))
+        return results
+
+    # --- master key ----------------------------------------------------------------------
+    def reseal_all(self, sealer: Sealer, *, actor: str) -> int:
+        """Re-seal every private key under ``sealer``'s active master key, in one transaction."""
+        now = self.clock.now()
+        count = 0
+        with self.store.write() as tx:
+            for tenant_id, tenant_name, kid, blob, mkid in tx.sealed_keys():
+                if mkid == sealer.active_id:
+                    continue
+                key = sealer.open(blob, mkid, tenant_name, kid)
+                new_blob, new_id = sealer.seal(key, tenant_name, kid)
+                tx.reseal(tenant_id, kid, new_blob, new_id)
+                count += 1
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="master_key.rotated",
+                details={"active": sealer.active_id, "resealed": count},
+            )
+        self.sealer = sealer
+        with self._lock:
+            self._prepared.clear()
+        return count
+
+    # --- tokens --------------------------------------------------------------------------
+    def invalidate(self, name: str | None = None) -> None:
+        """Forget prepared signing/verifying state (one tenant, or all)."""
+        with self._lock:
+            if name is None:
+                self._prepared.clear()
+                self._checked.clear()
+            else:
+                self._prepared.pop(name, None)
+                self._checked.pop(name, None)
+
+    def _changed(self, name: str) -> None:
+        self.invalidate(name)
+        if self.on_change is not None:
+            self.on_change(name)
+
+    def prepared(self, name: str) -> _Prepared:
+        """Prepared signer and key set for a tenant, rebuilt only when its keys change."""
+        cached = self._prepared.get(name)
+        if cached is not None:
+            if self.trust_cache:
+                return cached
+            checked = time.monotonic()
+            if checked - self._checked.get(name, -math.inf) < self.revalidate_after:
+                return cached
+            if self.store.tenant(name).key_version == cached.key_version:
+                self._checked[name] = checked
+                return cached
+        checked = time.monotonic()
+        tenant, ring = self.ring(name)
+        cur = ring.current
+        signer = None
+        if cur is not None and cur.sealed_private is not None and cur.master_key_id is not None:
+            priv = self.sealer.open(cur.sealed_private, cur.master_key_id, name, cur.kid)
+            signer = TokenSigner(priv, cur.alg, cur.kid)
+        doc = jwks_document(ring)
+        prepared = _Prepared(
+            key_version=tenant.key_version,
+            tenant=tenant,
+            signer=signer,
+            keyset=KeySet.from_jwks(doc),
+            revoked=frozenset(k.kid for k in ring.keys if k.state == KeyState.REVOKED),
+            algs=frozenset(k.alg for k in ring.published),
+        )
+        with self._lock:
+            self._prepared[name] = prepared
+            self._checked[name] = checked
+        return prepared
+
+    def sign(
+        self, name: str, claims: dict[str, Any], *, ttl: float | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Sign claims with the current key; returns (token, full claims)."""
+        if not isinstance(claims, dict):
+            raise InvalidInputError("claims must be a JSON object")
+        if len(orjson.dumps(claims)) > MAX_CLAIMS_BYTES:
+            raise InvalidInputError(f"claims larger than {MAX_CLAIMS_BYTES} bytes")
+        p = self.prepared(name)
+        if p.signer is None:
+            raise InvalidTransitionError(f"tenant {name} has no current key with private material")
+        policy = p.tenant.policy
+        bad = RESERVED_CLAIMS & claims.keys()
+        if bad:
+            raise InvalidInputError(f"claims {sorted(bad)} are set by keyturn, not by the caller")
+        if "iss" in claims and claims["iss"] != p.tenant.issuer:
+            raise InvalidInputError(f"claim 'iss' must be this tenant's issuer {p.tenant.issuer}")
+        now = int(self.clock.now())
+        if "exp" in claims:
+            exp = claims["exp"]
+            if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+                raise InvalidInputError("claim 'exp' must be a number")
+            lifetime = exp - now
+        else:
+            lifetime = policy.token_ttl if ttl is None else ttl
+        if not math.isfinite(lifetime) or lifetime <= 0:
+            raise InvalidInputError("token lifetime must be positive")
+        if lifetime > policy.token_ttl:
+            raise TokenLifetimeError(
+                f"token lifetime {lifetime:.0f}s exceeds the tenant's maximum T={policy.token_ttl:.0f}s"
+            )
+        nbf = claims.get("nbf")
+        if nbf is not None and (
+            isinstance(nbf, bool)
+            or not isinstance(nbf, int | float)
+            or not math.isfinite(nbf)
+            or not now - policy.token_ttl <= nbf < now + lifetime
+        ):
+            raise InvalidInputError(
+                "claim 'nbf' must be a number between now - T and the token's expiry"
+            )
+        full = issue_claims(
+            {k: v for k, v in claims.items() if k not in ("exp", "nbf")},
+            issuer=p.tenant.issuer,
+            now=now,
+            ttl=int(lifetime),
+            not_before=int(nbf) if nbf is not None else None,
+        )
+        return p.signer.sign(full), full
+
+    def verify(
+        self, name: str, token: str, *, audience: str | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """Verify against this tenant's published keys; returns (claims, kid)."""
+        p = self.prepared(name)
+        claims, parsed = verify_token(
+            token,
+            p.keyset,
+            algorithms=p.algs,
+            now=self.clock.now(),
+            leeway=p.tenant.policy.clock_skew,
+            issuer=p.tenant.issuer,
+            audience=audience,
+            revoked=p.revoked,
+        )
+        return claims, parsed.kid
+
+    def find_key(self, name: str, kid: str) -> KeyRecord:
+        _, ring = self.ring(name)
+        for k in ring.keys:
+            if k.kid == kid:
+                return k
+        raise KeyNotFoundError(f"tenant {name} has no key {kid}")
+
+
+def jwks_document(ring: Ring) -> dict[str, Any]:
+    """The public JWKS: next, current and unretired previous keys; never a private member."""
+    return {"keys": [dict(k.public_jwk) for k in ring.published]}
