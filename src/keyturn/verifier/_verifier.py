@@ -1,0 +1,416 @@
+"""``Verifier`` and ``AsyncVerifier``: verify a token against an issuer's cached key set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import threading
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NoReturn
+
+import httpx
+
+from keyturn.clock import Clock, SystemClock
+from keyturn.errors import ConfigError, JWKSUnavailableError, TokenError, UnknownKidError
+from keyturn.keys.algorithms import Alg, parse_alg
+from keyturn.tokens import KeySet
+from keyturn.tokens.claims import validate_claims
+from keyturn.tokens.jws import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse_compact, verify_parsed
+from keyturn.tokens.verify import select_key
+from keyturn.verifier import _metrics as ev
+from keyturn.verifier._async_cache import AsyncJWKSCache
+from keyturn.verifier._cache import JWKSCache
+from keyturn.verifier._core import CacheCore
+from keyturn.verifier._feed import FeedThread, RevocationSubscriber, check_feed_config
+from keyturn.verifier._metrics import EventHook, StaleHook, VerifierMetrics
+from keyturn.verifier._options import (
+    DEFAULT_BACKOFF,
+    DEFAULT_CACHE_OPTIONS,
+    DEFAULT_HTTP_OPTIONS,
+    DEFAULT_UNKNOWN_KID_OPTIONS,
+    Backoff,
+    CacheOptions,
+    HTTPOptions,
+    RevocationFeed,
+    UnknownKidOptions,
+)
+
+DEFAULT_LEEWAY = 60.0
+DEFAULT_REQUIRED_CLAIMS = ("exp",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What a token must satisfy besides its signature."""
+
+    algorithms: frozenset[Alg]
+    issuer: str | frozenset[str] | None
+    audience: str | frozenset[str] | None
+    leeway: float
+    required: tuple[str, ...]
+    max_token_bytes: int
+
+
+def _rules(
+    algorithms: Collection[Alg | str],
+    issuer: str | None,
+    accept_issuers: str | Collection[str] | None,
+    audience: str | Collection[str] | None,
+    leeway: float,
+    required_claims: Collection[str],
+    max_token_bytes: int,
+) -> _Rules:
+    if isinstance(algorithms, str):
+        raise ConfigError("algorithms must be a collection, e.g. ['RS256'], not a string")
+    algs = frozenset(parse_alg(a) if isinstance(a, str) else a for a in algorithms)
+    if not algs:
+        # No default that admits everything: the caller names what its issuer signs with.
+        raise ConfigError("algorithms must name at least one algorithm")
+    if not math.isfinite(leeway) or leeway < 0:
+        # A NaN leeway would make every time comparison false: expired tokens would pass.
+        raise ConfigError("leeway must be a finite number of seconds, not negative")
+    iss: str | frozenset[str] | None
+    if accept_issuers is None:
+        iss = issuer
+    else:
+        iss = accept_issuers if isinstance(accept_issuers, str) else frozenset(accept_issuers)
+    aud = audience if audience is None or isinstance(audience, str) else frozenset(audience)
+    return _Rules(algs, iss, aud, leeway, tuple(required_claims), max_token_bytes)
+
+
+def _parse(token: str | bytes, rules: _Rules) -> ParsedToken:
+    return parse_compact(
+        token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
+    )
+
+
+def _check(
+    parsed: ParsedToken, keyset: KeySet, revoked: frozenset[str], rules: _Rules, now: float
+) -> dict[str, Any]:
+    key = select_key(parsed, keyset, revoked)
+    verify_parsed(parsed, key)
+    claims = parsed.payload()
+    validate_claims(
+        claims,
+        now=now,
+        leeway=rules.leeway,
+        issuer=rules.issuer,
+        audience=rules.audience,
+        required=rules.required,
+    )
+    return claims
+
+
+def _unknown_or_unavailable(exc: UnknownKidError, core: CacheCore) -> NoReturn:
+    """Re-raise an unknown kid, unless the key set cannot be refreshed at the moment.
+
+    While the issuer's JWKS is unreachable, a kid missing from the cached set is most likely a
+    key published after the last good fetch, not a bad token: answering ``unknown_kid``
+    (``try_refresh``, a 401) would send every client for a new token signed by the same
+    unseen key, a 401 wave. ``jwks_unavailable`` (``retry``, a 503) tells the truth.
+    """
+    detail = core.unreachable_detail()
+    if detail is None:
+        raise exc
+    raise JWKSUnavailableError(
+        f"{exc.detail}, and the key set cannot be refreshed ({detail})", kid=exc.extra.get("kid")
+    ) from exc
+
+
+def _unknown_kid(exc: UnknownKidError) -> str | None:
+    kid = exc.extra.get("kid")
+    return kid if isinstance(kid, str) else None
+
+
+def _record(core: CacheCore, exc: TokenError | None, parsed: ParsedToken | None) -> None:
+    if exc is None:
+        core.metrics.outcome("ok")
+        return
+    core.metrics.outcome(exc.code)
+    core.emit(
+        ev.REJECTED,
+        code=exc.code,
+        action=exc.action,
+        kid=parsed.kid if parsed is not None else None,
+        detail=exc.detail,
+    )
+
+
+class Verifier:
+    """Verify JWTs from one issuer; thread-safe; one per issuer per process.
+
+    ``algorithms`` is required and must not be empty: only those algorithms are accepted (and
+    never ``none`` or an HMAC algorithm). Configure with ``issuer`` (discovery, and ``iss``
+    must equal it unless ``accept_issuers`` says otherwise) or ``jwks_url``. ``audience`` (a
+    string or several), ``leeway`` seconds of clock skew for ``exp``/``nbf``/``iat`` and
+    ``required_claims`` complete the claim rules.
+
+    ``verify`` returns the claims or raises a ``TokenError`` subclass from ``keyturn.errors``
+    whose ``code`` names the reason and whose ``action`` says what to do: ``try_refresh``
+    (unknown or revoked kid: get a new token), ``refresh`` (expired), ``reject`` (bad signature
+    or claims), ``retry`` (``jwks_unavailable``: our side failed, not the token).
+
+    An unknown kid triggers at most one refresh per ``UnknownKidOptions.cooldown``; a bad
+    signature from a known kid never does. ``revocations=RevocationFeed(...)`` subscribes to
+    the issuer's revocation feed. See ``JWKSCache`` for caching, stale-if-error and HTTP rules.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: Collection[Alg | str],
+        issuer: str | None = None,
+        jwks_url: str | None = None,
+        audience: str | Collection[str] | None = None,
+        accept_issuers: str | Collection[str] | None = None,
+        leeway: float = DEFAULT_LEEWAY,
+        required_claims: Collection[str] = DEFAULT_REQUIRED_CLAIMS,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        cache: CacheOptions = DEFAULT_CACHE_OPTIONS,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        unknown_kid: UnknownKidOptions = DEFAULT_UNKNOWN_KID_OPTIONS,
+        http: HTTPOptions = DEFAULT_HTTP_OPTIONS,
+        revocations: RevocationFeed | None = None,
+        client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        feed_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        metrics: VerifierMetrics | None = None,
+        on_event: EventHook | None = None,
+        on_stale: StaleHook | None = None,
+    ) -> None:
+        self._rules = _rules(
+            algorithms, issuer, accept_issuers, audience, leeway, required_claims, max_token_bytes
+        )
+        if revocations is not None:
+            check_feed_config(revocations, issuer)  # before anything is opened
+        self._clock = clock or SystemClock()
+        self._cache = JWKSCache(
+            issuer=issuer,
+            jwks_url=jwks_url,
+            cache=cache,
+            backoff=backoff,
+            unknown_kid=unknown_kid,
+            http=http,
+            client=client,
+            transport=transport,
+            clock=self._clock,
+            rng=rng,
+            metrics=metrics,
+            on_event=on_event,
+            on_stale=on_stale,
+        )
+        self._feed: FeedThread | None = None
+        self._feed_started = False
+        self._lock = threading.Lock()
+        if revocations is not None:
+            if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
+                feed_transport = transport  # e.g. httpx.MockTransport serves both
+            subscriber = RevocationSubscriber(
+                feed=revocations, core=self._cache.core, http=http, rng=rng
+            )
+            self._feed = FeedThread(subscriber, feed_transport)
+
+    @property
+    def cache(self) -> JWKSCache:
+        """The key cache (status, reload, revoke)."""
+        return self._cache
+
+    @property
+    def metrics(self) -> VerifierMetrics:
+        return self._cache.metrics
+
+    def start(self) -> None:
+        """Start the revocation feed now (otherwise it starts on the first ``verify``)."""
+        if self._feed is None or self._feed_started:
+            return
+        with self._lock:
+            if not self._feed_started:
+                self._feed_started = True
+                self._feed.start()
+
+    def verify(self, token: str | bytes) -> dict[str, Any]:
+        """Return the verified claims or raise a ``TokenError`` (see the class docstring)."""
+        self.start()
+        parsed: ParsedToken | None = None
+        try:
+            # Parse first: a malformed token or a refused algorithm costs no fetch.
+            parsed = _parse(token, self._rules)
+            cache = self._cache
+            keyset = cache.get()
+            try:
+                claims = _check(parsed, keyset, cache.revoked, self._rules, self._clock.now())
+            except UnknownKidError as exc:
+                kid = _unknown_kid(exc)
+                fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                if fresh is None:
+                    _unknown_or_unavailable(exc, cache.core)
+                claims = _check(parsed, fresh, cache.revoked, self._rules, self._clock.now())
+        except TokenError as exc:
+            _record(self._cache.core, exc, parsed)
+            raise
+        _record(self._cache.core, None, parsed)
+        return claims
+
+    def reload(self) -> KeySet:
+        """Fetch the key set now; raise ``JWKSUnavailableError`` if that fails."""
+        return self._cache.reload()
+
+    def revoke(self, kids: Iterable[str]) -> list[str]:
+        """Refuse ``kids`` from now on, as if the revocation feed had pushed them."""
+        return self._cache.revoke(kids)
+
+    def close(self) -> None:
+        """Stop background threads and close owned HTTP clients."""
+        if self._feed is not None and self._feed_started:
+            self._feed.stop()
+        self._cache.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncVerifier:
+    """The asyncio twin of ``Verifier``: same options, ``await verify(token)``; task-safe.
+
+    Background refresh and the revocation feed run as tasks in the loop of first use; close
+    with ``await aclose()`` or ``async with`` (e.g. in an ASGI lifespan).
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: Collection[Alg | str],
+        issuer: str | None = None,
+        jwks_url: str | None = None,
+        audience: str | Collection[str] | None = None,
+        accept_issuers: str | Collection[str] | None = None,
+        leeway: float = DEFAULT_LEEWAY,
+        required_claims: Collection[str] = DEFAULT_REQUIRED_CLAIMS,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        cache: CacheOptions = DEFAULT_CACHE_OPTIONS,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        unknown_kid: UnknownKidOptions = DEFAULT_UNKNOWN_KID_OPTIONS,
+        http: HTTPOptions = DEFAULT_HTTP_OPTIONS,
+        revocations: RevocationFeed | None = None,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        metrics: VerifierMetrics | None = None,
+        on_event: EventHook | None = None,
+        on_stale: StaleHook | None = None,
+    ) -> None:
+        self._rules = _rules(
+            algorithms, issuer, accept_issuers, audience, leeway, required_claims, max_token_bytes
+        )
+        if revocations is not None:
+            check_feed_config(revocations, issuer)  # before anything is opened
+        self._clock = clock or SystemClock()
+        self._cache = AsyncJWKSCache(
+            issuer=issuer,
+            jwks_url=jwks_url,
+            cache=cache,
+            backoff=backoff,
+            unknown_kid=unknown_kid,
+            http=http,
+            client=client,
+            transport=transport,
+            clock=self._clock,
+            rng=rng,
+            metrics=metrics,
+            on_event=on_event,
+            on_stale=on_stale,
+        )
+        self._subscriber: RevocationSubscriber | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self._feed_client: httpx.AsyncClient | None = None
+        self._feed_transport = transport
+        if revocations is not None:
+            self._subscriber = RevocationSubscriber(
+                feed=revocations, core=self._cache.core, http=http, rng=rng
+            )
+
+    @property
+    def cache(self) -> AsyncJWKSCache:
+        """The key cache (status, reload, revoke)."""
+        return self._cache
+
+    @property
+    def metrics(self) -> VerifierMetrics:
+        return self._cache.metrics
+
+    def start(self) -> None:
+        """Start the revocation feed task now (otherwise on the first ``verify``)."""
+        if self._subscriber is None or self._feed_task is not None:
+            return
+        self._feed_client = httpx.AsyncClient(
+            transport=self._feed_transport, follow_redirects=False
+        )
+        self._feed_task = asyncio.get_running_loop().create_task(
+            self._subscriber.run(self._feed_client)
+        )
+
+    async def verify(self, token: str | bytes) -> dict[str, Any]:
+        """Return the verified claims or raise a ``TokenError`` (see ``Verifier``)."""
+        self.start()
+        parsed: ParsedToken | None = None
+        try:
+            parsed = _parse(token, self._rules)
+            cache = self._cache
+            keyset = await cache.get()
+            try:
+                claims = _check(parsed, keyset, cache.revoked, self._rules, self._clock.now())
+            except UnknownKidError as exc:
+                kid = _unknown_kid(exc)
+                fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                if fresh is None:
+                    _unknown_or_unavailable(exc, cache.core)
+                claims = _check(parsed, fresh, cache.revoked, self._rules, self._clock.now())
+        except TokenError as exc:
+            _record(self._cache.core, exc, parsed)
+            raise
+        _record(self._cache.core, None, parsed)
+        return claims
+
+    async def reload(self) -> KeySet:
+        """Fetch the key set now; raise ``JWKSUnavailableError`` if that fails."""
+        return await self._cache.reload()
+
+    def revoke(self, kids: Iterable[str]) -> list[str]:
+        """Refuse ``kids`` from now on, as if the revocation feed had pushed them."""
+        return self._cache.revoke(kids)
+
+    async def aclose(self) -> None:
+        """Cancel background tasks and close owned HTTP clients."""
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed_task
+        if self._feed_client is not None:
+            await self._feed_client.aclose()
+        await self._cache.aclose()
+
+    async def __aenter__(self) -> AsyncVerifier:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,108 @@
+"""Counters, the on_event hook and the Prometheus collector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from keyturn.clock import FakeClock
+from keyturn.errors import BadSignatureError, ExpiredTokenError, UnknownKidError
+from keyturn.verifier import Verifier, VerifierEvent
+
+from .conftest import FakeIssuer
+
+MakeVerifier = Callable[..., Verifier]
+
+
+def _scenario(issuer: FakeIssuer, clock: FakeClock, verifier: Verifier) -> None:
+    kid = issuer.add_key()
+    unpublished = issuer.add_key(publish=False)
+    verifier.verify(issuer.token(kid))
+    verifier.verify(issuer.token(kid))
+    with pytest.raises(ExpiredTokenError):
+        verifier.verify(issuer.token(kid, ttl=-100))
+    with pytest.raises(UnknownKidError):
+        verifier.verify(issuer.token(unpublished))
+    good = issuer.token(kid)
+    tampered = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    with pytest.raises(BadSignatureError):
+        verifier.verify(tampered)
+    clock.advance(400)
+    verifier.verify(issuer.token(kid))  # a 304
+    issuer.fail_status = 500
+    clock.advance(400)
+    verifier.verify(issuer.token(kid))  # stale
+    verifier.revoke([kid])
+
+
+def test_counters(issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier) -> None:
+    verifier = make_verifier()
+    _scenario(issuer, clock, verifier)
+    snap = verifier.metrics.snapshot()
+    assert snap.fetches == 4  # first; unknown kid (a 304); expiry (a 304); failed
+    assert snap.fetch_errors == 1
+    assert snap.not_modified == 2
+    assert snap.stale_served == 1
+    assert snap.unknown_kids == 1
+    assert snap.revocations == 1
+    assert snap.fetch_seconds_total >= 0
+    assert dict(snap.outcomes) == {
+        "ok": 4,
+        "expired": 1,
+        "unknown_kid": 1,
+        "bad_signature": 1,
+    }
+
+
+def test_on_event_sees_what_on_call_needs(
+    issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier
+) -> None:
+    events: list[VerifierEvent] = []
+    verifier = make_verifier(on_event=events.append)
+    _scenario(issuer, clock, verifier)
+    names = [e.name for e in events]
+    for name in ("fetch", "not_modified", "fetch_error", "stale", "unknown_kid", "revoked"):
+        assert name in names, name
+    rejected = [e.data for e in events if e.name == "rejected"]
+    assert {r["code"] for r in rejected} == {"expired", "unknown_kid", "bad_signature"}
+    error = next(e for e in events if e.name == "fetch_error")
+    assert "500" in str(error.data["error"]) and error.data["failures"] == 1
+
+
+def test_a_failing_hook_never_breaks_verification(
+    issuer: FakeIssuer, make_verifier: MakeVerifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_event: VerifierEvent) -> None:
+        raise RuntimeError("hook bug")
+
+    kid = issuer.add_key()
+    verifier = make_verifier(on_event=broken)
+    assert verifier.verify(issuer.token(kid))["sub"] == "alice"
+    assert "hook" in caplog.text
+
+
+def test_prometheus_collector(
+    issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from keyturn.verifier.prometheus import register
+
+    verifier = make_verifier()
+    registry = CollectorRegistry()
+    register(verifier, registry, labels={"issuer": "test"})
+    _scenario(issuer, clock, verifier)
+    text = generate_latest(registry).decode()
+    assert 'keyturn_verifier_jwks_fetches_total{issuer="test"} 4.0' in text
+    assert 'keyturn_verifier_jwks_fetch_errors_total{issuer="test"} 1.0' in text
+    assert 'keyturn_verifier_jwks_not_modified_total{issuer="test"} 2.0' in text
+    assert 'keyturn_verifier_jwks_fetch_seconds_count{issuer="test"} 4.0' in text
+    assert 'keyturn_verifier_stale_served_total{issuer="test"} 1.0' in text
+    assert 'keyturn_verifier_unknown_kids_total{issuer="test"} 1.0' in text
+    ok = 'keyturn_verifier_verifications_total{issuer="test",outcome="success",reason="ok"} 4.0'
+    expired = (
+        'keyturn_verifier_verifications_total{issuer="test",outcome="failure",reason="expired"} 1.0'
+    )
+    assert ok in text
+    assert expired in text
