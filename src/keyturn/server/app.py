@@ -1,0 +1,450 @@
+"""``create_app``: the public hot path in front, the FastAPI management API behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any, Literal, Protocol
+
+import anyio.to_thread
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from keyturn.config import Settings
+from keyturn.errors import KeyturnError, StoreUnavailableError
+from keyturn.scheduler import Scheduler
+from keyturn.server.admin import build_admin
+from keyturn.server.api import ApiContext, ApiObserver, build_router
+from keyturn.server.auth import REALM
+from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
+from keyturn.server.feed import DEFAULT_KEEPALIVE, RevocationHub
+from keyturn.server.logs import RequestId
+from keyturn.server.models import Health, Problem
+from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
+from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
+from keyturn.service import KeyService, Outcome
+from keyturn.store.apikeys import ApiKeyStore
+
+log = logging.getLogger("keyturn.server")
+
+DEFAULT_MAX_BODY = 64 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Metrics(PublicObserver, ApiObserver, Protocol):
+    """The hook for Prometheus metrics (:class:`keyturn.server.metrics.ServerMetrics`).
+
+    Hot-path counts, API and scheduler events, store failures, and the ASGI app at /metrics.
+    """
+
+    def scheduler_run(self, results: list[Outcome], exc: Exception | None) -> None: ...
+
+    def store_error(self, operation: Literal["read", "write"]) -> None: ...
+
+    def endpoint(self) -> ASGIApp: ...
+
+
+class ExactPath:
+    """ASGI: requests for exactly ``path`` go to ``app``, everything else to ``fallback``."""
+
+    def __init__(self, path: str, app: ASGIApp, fallback: ASGIApp) -> None:
+        self.path = path
+        self.app = app
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            await self.app(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets a 413 problem, unread."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        body = orjson.dumps(
+            problem(413, f"request body larger than {self.max_bytes} bytes", "body_too_large")
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._too_large(send)
+                    return
+        # Bodies are small by design: read the whole body here (chunked ones too), then replay.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return dict(await receive())
+
+        await self.app(scope, replay, send)
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics | None) -> None:
+    async def keyturn_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, KeyturnError)
+        if metrics is not None and isinstance(exc, StoreUnavailableError):
+            metrics.store_error("read" if request.method in ("GET", "HEAD") else "write")
+        status, body = problem_for(exc)
+        headers = {"WWW-Authenticate": REALM} if status == 401 else None
+        if status >= 500:
+            log.error("%s %s: %s [%s]", request.method, request.url.path, exc.detail, exc.code)
+        return problem_response(status, body, headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # Only where and what: never echo the input (it may be a password or a token).
+        errors: list[dict[str, Any]] = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        detail = "invalid request"
+        if errors:
+            loc, msg = errors[0]["loc"], errors[0]["msg"]
+            detail = f"{'.'.join(loc)}: {msg}" if loc else msg
+        return problem_response(422, problem(422, detail, "invalid_input", errors=errors))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        status = exc.status_code
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if status == 400:
+            # FastAPI's "error parsing the body" (e.g. not UTF-8): invalid input like any other,
+            # so one status (422) and one code for every malformed request.
+            status, detail = 422, f"body: {detail}"
+        code = {404: "not_found", 405: "method_not_allowed", 422: "invalid_input"}.get(
+            status, "http_error"
+        )
+        return problem_response(status, problem(status, detail, code), dict(exc.headers or {}))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Logged by the server with its traceback; the client sees a code, never the trace.
+        return problem_response(500, problem(500, "internal error", "internal_error"))
+
+    app.add_exception_handler(KeyturnError, keyturn_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Document every error response as ``application/problem+json`` with the Problem schema."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        ref = {"$ref": "#/components/schemas/Problem"}
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for path, ops in schema.get("paths", {}).items():
+            for op in ops.values():
+                responses = op.setdefault("responses", {})
+                statuses = ["422", "503", "500"]
+                if path.startswith("/api/"):
+                    statuses += ["401", "403", "404", "409", "413"]
+                if path == "/readyz":
+                    statuses = ["503", "500"]
+                for st in statuses:
+                    responses[st] = {
+                        "description": _DESCRIPTIONS[st],
+                        "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}},
+                    }
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+_DESCRIPTIONS = {
+    "401": "missing or invalid API key",
+    "403": "the API key lacks the right for this tenant or action",
+    "404": "no such tenant or key",
+    "409": "conflicts with the current state (concurrent change, invalid transition, exists)",
+    "413": "request body too large",
+    "422": "invalid input or unsafe policy",
+    "500": "internal error",
+    "503": "the key store is unavailable",
+}
+
+
+class KeyturnApp:
+    """The ASGI application ``create_app`` returns, with its parts exposed for operators/tests."""
+
+    def __init__(
+        self,
+        *,
+        public: PublicApp,
+        api: FastAPI,
+        cache: DocumentCache,
+        hub: RevocationHub,
+        service: KeyService,
+        watchers: Sequence[Watcher],
+        scheduler: Scheduler | None,
+        handle_signals: bool,
+    ) -> None:
+        self.public = public
+        self.api = api
+        self.cache = cache
+        self.hub = hub
+        self.service = service
+        self.watchers = list(watchers)
+        self.scheduler = scheduler
+        self.handle_signals = handle_signals
+        self.started = False
+        self._old_handlers: dict[int, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.public(scope, receive, send)
+
+    def notify(self, name: str | None) -> None:
+        """A tenant's keys changed, or (None) any may have: drop documents and prepared keys."""
+        self.service.invalidate(name)
+        if name is None:
+            self.cache.invalidate_all()
+        else:
+            self.cache.invalidate(name)
+
+    async def startup(self) -> None:
+        self.hub.bind(asyncio.get_running_loop())
+        for w in self.watchers:
+            await anyio.to_thread.run_sync(w.start, self.notify)
+        if self.scheduler is not None:
+            self.scheduler.start()
+        if self.handle_signals:
+            self._chain_signals()
+        self.started = True
+
+    async def shutdown(self) -> None:
+        self.hub.close()
+        if self.scheduler is not None:
+            await anyio.to_thread.run_sync(self.scheduler.stop)
+        for w in self.watchers:
+            await anyio.to_thread.run_sync(w.stop)
+        self.started = False
+
+    def _chain_signals(self) -> None:
+        """End SSE streams as soon as shutdown starts (uvicorn waits for open responses).
+
+        uvicorn installs its handlers before the lifespan starts; we run ours first, then its.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(
+                signum: int, frame: FrameType | None, _prev: Callable[..., Any] = previous
+            ) -> None:
+                self.hub.close_threadsafe()
+                _prev(signum, frame)
+
+            self._old_handlers[sig] = previous
+            signal.signal(sig, handler)
+
+
+def create_app(
+    settings: Settings,
+    service: KeyService,
+    *,
+    api_keys: ApiKeyStore | None = None,
+    watchers: Sequence[Watcher] | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    scheduler_interval: float | None = None,
+    max_tenants: int = DEFAULT_MAX_TENANTS,
+    max_body: int = DEFAULT_MAX_BODY,
+    keepalive: float = DEFAULT_KEEPALIVE,
+    discovery_extra: DiscoveryExtra | None = None,
+    metrics: Metrics | None = None,
+    handle_signals: bool = False,
+) -> KeyturnApp:
+    """Build the keyturn HTTP application on an open service.
+
+    ``watchers``: None runs a :class:`PollingWatcher` every ``poll_interval`` seconds, plus a
+    LISTEN/NOTIFY :class:`ListenWatcher` on PostgreSQL; pass a list to choose, ``[]`` for none.
+    ``scheduler_interval``: run the rotation scheduler in the lifespan (None: do not).
+    ``discovery_extra``: discovery fields per tenant name (``"*"``: every tenant), e.g. the
+    ``token_endpoint`` of the authorization server that signs through keyturn.
+    Watchers and the scheduler start in the ASGI lifespan (or :meth:`KeyturnApp.startup`).
+    """
+    api_keys = api_keys or ApiKeyStore(service.store, service.clock)
+    cache = DocumentCache(
+        service, settings, max_tenants=max_tenants, discovery_extra=discovery_extra
+    )
+    hub = RevocationHub(cache, keepalive=keepalive)
+    if watchers is None:
+        watchers = default_watchers(service.store, interval=poll_interval, cached=cache.versions)
+    scheduler = (
+        Scheduler(
+            service,
+            interval=scheduler_interval,
+            on_sweep=metrics.scheduler_run if metrics is not None else None,
+        )
+        if scheduler_interval is not None
+        else None
+    )
+
+    # Local commits invalidate at once, before the API call that made them returns.
+    previous_hook = service.on_change
+
+    def on_change(name: str) -> None:
+        cache.invalidate(name)
+        if previous_hook is not None:
+            previous_hook(name)
+
+    service.on_change = on_change
+
+    holder: dict[str, KeyturnApp] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await holder["app"].startup()
+        try:
+            yield
+        finally:
+            await holder["app"].shutdown()
+
+    api = FastAPI(
+        title="keyturn",
+        version="1",
+        summary="JWT signing-key rotation: tenants, keys, tokens, plan, audit.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    _install_error_handlers(api, metrics)
+    api.include_router(build_router(ApiContext(service, api_keys, settings, metrics)))
+    # Operators' HTML pages. The session key derives from the active master key, so every
+    # worker and replica accepts the same sessions (a random per-process key would sign an
+    # operator out whenever the load balancer picks another process); a master-key rotation
+    # signs everybody out, as it should.
+    session_key = hmac.new(
+        service.sealer.keys[0].secret, b"keyturn admin session key v1", hashlib.sha256
+    ).digest()
+    api.mount("/admin", build_admin(service, api_keys, session_key=session_key))
+
+    @api.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """The process is alive (no dependency is checked)."""
+        return Health(status="ok")
+
+    @api.get("/readyz", response_model=Health, tags=["health"])
+    async def readyz() -> Response | Health:
+        """The store answers and the default tenant's keys are loaded."""
+        try:
+            await anyio.to_thread.run_sync(service.store.key_versions)
+            docs = await cache.get(settings.default_tenant)
+        except KeyturnError as exc:
+            if metrics is not None and isinstance(exc, StoreUnavailableError):
+                metrics.store_error("read")
+            return problem_response(503, problem(503, exc.detail, exc.code))
+        except Exception:
+            if metrics is not None:
+                metrics.store_error("read")
+            return problem_response(
+                503, problem(503, "the store is unreachable", "store_unavailable")
+            )
+        if docs is None or docs.jwks.body == b'{"keys":[]}':
+            return problem_response(
+                503, problem(503, "the default tenant has no published keys", "not_ready")
+            )
+        return Health(status="ready")
+
+    api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
+    # API requests get a request id (logs, X-Request-ID); the public hot path does not.
+    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
+    if metrics is not None:
+        # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
+        fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
+    public = PublicApp(
+        cache,
+        hub,
+        fallback,
+        default_tenant=settings.default_tenant,
+        observer=metrics,
+    )
+    app = KeyturnApp(
+        public=public,
+        api=api,
+        cache=cache,
+        hub=hub,
+        service=service,
+        watchers=watchers,
+        scheduler=scheduler,
+        handle_signals=handle_signals,
+    )
+    holder["app"] = app
+    return app
+
+
+__all__ = ["BodyLimit", "ExactPath", "KeyturnApp", "Metrics", "create_app"]
