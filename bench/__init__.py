@@ -1,0 +1,1 @@
+"""keyturn's benchmark suite: every performance figure of the project, with its baseline."""
