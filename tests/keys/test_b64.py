@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyturn.keys import b64 as b64_module
 from keyturn.keys.b64 import b64url_decode, b64url_encode, b64url_encode_str
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -73,3 +74,33 @@ def test_decodes_canonical(text: str, expected: bytes) -> None:
 def test_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="base64url"):
         b64url_decode(text)
+
+
+# The fast decoder (pybase64) and the portable one must give the same answer for every input,
+# including padding, the standard alphabet, whitespace and bytes outside ASCII anywhere.
+_NEAR = ALPHABET + "=+/. \n\x00é"
+
+
+@given(st.one_of(st.text(alphabet=_NEAR, max_size=40), st.binary(max_size=40)))
+def test_fast_and_portable_decoders_agree(data: str | bytes) -> None:
+    assert b64_module.b64url_decode is b64_module._decode_fast  # pybase64 is a dependency
+    results = []
+    for decode in (b64_module._decode_fast, b64_module.decode_portable):
+        try:
+            results.append(("ok", decode(data)))
+        except ValueError:
+            results.append(("refused", b""))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("text", ["QUJD=", "QU==QUJD", "QUI=QUJD", "QUJD====", "=QUJ", "Q=UJ"])
+def test_padding_anywhere_is_refused(text: str) -> None:
+    for decode in (b64_module._decode_fast, b64_module.decode_portable):
+        with pytest.raises(ValueError, match="base64url"):
+            decode(text)
+
+
+def test_a_bytearray_argument_is_not_modified() -> None:
+    data = bytearray(b"QUI")
+    assert b64url_decode(data) == b"AB"  # type: ignore[arg-type]
+    assert data == bytearray(b"QUI")

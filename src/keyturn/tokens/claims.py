@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from math import isfinite
 from typing import Any
 
 from keyturn.errors import (
@@ -20,13 +21,8 @@ _ABSENT = object()
 _MAX_EXACT = 2**53
 
 
-def _numeric(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name, _ABSENT)
-    if value is _ABSENT:
-        return None
-    # Fast path for the common case: a plain int within double range (type() excludes bool).
-    if type(value) is int and -_MAX_EXACT <= value <= _MAX_EXACT:
-        return float(value)
+def _numeric(name: str, value: object) -> float | int:
+    """A NumericDate that is not a plain int within double range (the fast path's case)."""
     # bool is an int in Python; a token saying "exp": true is malformed, not "exp": 1. A null,
     # NaN or infinite "exp" must not count as present-and-fine: it would never expire.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -38,6 +34,75 @@ def _numeric(claims: dict[str, Any], name: str) -> float | None:
     if not math.isfinite(number):
         raise ClaimError(f"claim {name!r} must be a finite number")
     return number
+
+
+def check_claims(
+    claims: dict[str, Any],
+    now: float,
+    leeway: float,
+    issuer: str | Collection[str] | None,
+    audience: str | Collection[str] | None,
+    required: Collection[str],
+) -> None:
+    """``validate_claims`` with positional arguments, for the verify hot paths.
+
+    Written for speed (it runs once per token): the common case of integer dates and a string
+    ``iss``/``aud`` takes no helper call and builds no list.
+    """
+    # A NaN or infinite ``now``/``leeway`` makes every time comparison below false, so an
+    # expired token would pass: fail closed on the caller's configuration instead.
+    if not isfinite(now):
+        raise ConfigError("'now' must be a finite number of seconds")
+    if not isfinite(leeway) or leeway < 0:
+        raise ConfigError("leeway must be a finite, non-negative number of seconds")
+    for name in required:
+        if name not in claims:
+            raise MissingClaimError(f"required claim {name!r} is missing")
+    # Plain ints within double range compare exactly with floats; anything else (bool, null,
+    # float, huge int, string) goes through _numeric, which refuses what is not a date.
+    # Every date is checked for type before any is compared: a malformed date is reported as
+    # such, whatever the others say.
+    exp = claims.get("exp", _ABSENT)
+    if exp is not _ABSENT and (type(exp) is not int or not -_MAX_EXACT <= exp <= _MAX_EXACT):
+        exp = _numeric("exp", exp)
+    nbf = claims.get("nbf", _ABSENT)
+    if nbf is not _ABSENT and (type(nbf) is not int or not -_MAX_EXACT <= nbf <= _MAX_EXACT):
+        nbf = _numeric("nbf", nbf)
+    iat = claims.get("iat", _ABSENT)
+    if iat is not _ABSENT and (type(iat) is not int or not -_MAX_EXACT <= iat <= _MAX_EXACT):
+        iat = _numeric("iat", iat)
+    if exp is not _ABSENT and now >= exp + leeway:
+        raise ExpiredTokenError(f"token expired {now - exp:.0f}s ago", expired_seconds=now - exp)
+    if nbf is not _ABSENT and now + leeway < nbf:
+        raise NotYetValidError(f"token not valid for another {nbf - now:.0f}s")
+    if iat is not _ABSENT and now + leeway < iat:
+        raise NotYetValidError(f"token issued {iat - now:.0f}s in the future (clock skew?)")
+    if issuer is not None:
+        iss = claims.get("iss")
+        if iss is None:
+            raise MissingClaimError("claim 'iss' is missing")
+        if not isinstance(iss, str) or not (
+            iss == issuer if isinstance(issuer, str) else iss in issuer
+        ):
+            raise IssuerMismatchError(f"issuer {iss!r} is not accepted")
+    if audience is not None:
+        aud = claims.get("aud")
+        if type(aud) is str:
+            # isinstance, not type(): "aud in audience" on a str subclass would be a substring
+            # match (a partial-match advisory class).
+            if aud == audience if isinstance(audience, str) else aud in audience:
+                return
+        elif aud is None:
+            raise MissingClaimError("claim 'aud' is missing")
+        elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+            if isinstance(audience, str):
+                if audience in aud:
+                    return
+            elif any(a in audience for a in aud):
+                return
+        else:
+            raise ClaimError("claim 'aud' must be a string or a list of strings")
+        raise AudienceMismatchError(f"audience {aud!r} is not accepted")
 
 
 def validate_claims(
@@ -54,42 +119,4 @@ def validate_claims(
     ``iss`` is compared exactly (never a substring: a PyJWT advisory class). ``aud`` may be a
     string or a list in the token; the token passes if any of its audiences is accepted.
     """
-    # A NaN or infinite ``now``/``leeway`` makes every time comparison below false, so an
-    # expired token would pass: fail closed on the caller's configuration instead.
-    if not math.isfinite(now):
-        raise ConfigError("'now' must be a finite number of seconds")
-    if not math.isfinite(leeway) or leeway < 0:
-        raise ConfigError("leeway must be a finite, non-negative number of seconds")
-    for name in required:
-        if name not in claims:
-            raise MissingClaimError(f"required claim {name!r} is missing")
-    exp = _numeric(claims, "exp")
-    nbf = _numeric(claims, "nbf")
-    iat = _numeric(claims, "iat")
-    if exp is not None and now >= exp + leeway:
-        raise ExpiredTokenError(f"token expired {now - exp:.0f}s ago", expired_seconds=now - exp)
-    if nbf is not None and now + leeway < nbf:
-        raise NotYetValidError(f"token not valid for another {nbf - now:.0f}s")
-    if iat is not None and now + leeway < iat:
-        raise NotYetValidError(f"token issued {iat - now:.0f}s in the future (clock skew?)")
-    if issuer is not None:
-        iss = claims.get("iss")
-        if iss is None:
-            raise MissingClaimError("claim 'iss' is missing")
-        if not isinstance(iss, str) or not (
-            iss == issuer if isinstance(issuer, str) else iss in issuer
-        ):
-            raise IssuerMismatchError(f"issuer {iss!r} is not accepted")
-    if audience is not None:
-        aud = claims.get("aud")
-        if aud is None:
-            raise MissingClaimError("claim 'aud' is missing")
-        token_auds = [aud] if isinstance(aud, str) else aud
-        if not isinstance(token_auds, list) or not all(isinstance(a, str) for a in token_auds):
-            raise ClaimError("claim 'aud' must be a string or a list of strings")
-        if isinstance(audience, str):
-            matched = audience in token_auds
-        else:
-            matched = any(a in audience for a in token_auds)
-        if not matched:
-            raise AudienceMismatchError(f"audience {aud!r} is not accepted")
+    check_claims(claims, now, leeway, issuer, audience, required)

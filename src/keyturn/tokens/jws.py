@@ -176,12 +176,8 @@ def _prepare_check(key: PublicKey, alg: Alg) -> Callable[[bytes, bytes], None]:
 
         return check_ec
     assert isinstance(key, ed25519.Ed25519PublicKey)
-    verify_ed = key.verify
-
-    def check_ed(signature: bytes, data: bytes) -> None:
-        verify_ed(signature, data)
-
-    return check_ed
+    # The bound method itself: no wrapper frame (Ed25519 takes no parameters to bind).
+    return key.verify
 
 
 class ParsedToken(NamedTuple):
@@ -227,10 +223,12 @@ def parse_compact(
         raw = token
         if len(raw) > max_token_bytes:
             raise TokenTooLargeError(f"token longer than {max_token_bytes} bytes")
-    if raw.count(b".") != 2:
-        raise MalformedTokenError("a compact JWS has exactly three dot-separated parts")
     signing_input, _, sig_seg = raw.rpartition(b".")
-    header_seg, _, payload_seg = signing_input.partition(b".")
+    header_seg, dot, payload_seg = signing_input.partition(b".")
+    # rpartition and partition leave dots only in the middle part: exactly three parts means
+    # two dots found and none left there (cheaper than counting dots over the whole token).
+    if not dot or b"." in payload_seg:
+        raise MalformedTokenError("a compact JWS has exactly three dot-separated parts")
     if not header_seg or not sig_seg:
         raise MalformedTokenError("empty header or signature")
     if len(header_seg) > MAX_HEADER_SEGMENT or len(sig_seg) > MAX_SIGNATURE_SEGMENT:
@@ -245,9 +243,11 @@ def parse_compact(
     header, alg_name, alg, kid = cached
     if alg is None or alg not in allowed_algs:
         raise AlgorithmNotAllowedError(f"algorithm {alg_name!r} is not allowed")
-    return ParsedToken(header, alg, kid, signing_input, payload_seg, signature)
+    # tuple.__new__ directly: NamedTuple's generated __new__ is one more Python frame per token.
+    return _new_tuple(ParsedToken, (header, alg, kid, signing_input, payload_seg, signature))
 
 
+_new_tuple = tuple.__new__
 _HeaderInfo = tuple[dict[str, Any], object, Alg | None, str | None]
 # Tokens from one key share one protected header: parse each distinct header once. Only
 # headers that passed every check are cached; the cache is bounded and simply cleared when
@@ -283,12 +283,16 @@ def _parse_header(header_seg: bytes) -> _HeaderInfo:
 
 def verify_parsed(parsed: ParsedToken, key: VerifyingKey) -> None:
     """Raise ``BadSignatureError`` unless the signature is valid for the token's algorithm."""
-    if parsed.alg not in key.algs:
+    # Same logic as VerifyingKey.verify, one frame shallower: this runs once per token.
+    check = key._checks.get(parsed.alg)
+    if check is None:
         raise AlgorithmNotAllowedError(
             f"key {key.kid} does not sign with {parsed.alg} (it uses {sorted(key.algs)})"
         )
-    if not key.verify(parsed.alg, parsed.signature, parsed.signing_input):
-        raise BadSignatureError(f"signature does not verify with key {key.kid}")
+    try:
+        check(parsed.signature, parsed.signing_input)
+    except (InvalidSignature, ValueError):
+        raise BadSignatureError(f"signature does not verify with key {key.kid}") from None
 
 
 def encode_segment(obj: dict[str, Any]) -> bytes:

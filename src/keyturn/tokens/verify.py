@@ -7,7 +7,7 @@ from typing import Any
 
 from keyturn.errors import RevokedKidError, UnknownKidError
 from keyturn.keys.algorithms import Alg
-from keyturn.tokens.claims import validate_claims
+from keyturn.tokens.claims import check_claims
 from keyturn.tokens.jws import (
     DEFAULT_MAX_TOKEN_BYTES,
     ParsedToken,
@@ -54,12 +54,10 @@ def verify_token(
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
 ) -> tuple[dict[str, Any], ParsedToken]:
     """Return (claims, parsed token) or raise a ``TokenError`` with a stable code and action."""
-    allowed = algorithms if isinstance(algorithms, frozenset) else frozenset(algorithms)
+    allowed = algorithms if type(algorithms) is frozenset else frozenset(algorithms)
     parsed = parse_compact(token, allowed_algs=allowed, max_token_bytes=max_token_bytes)
     key = select_key(parsed, keyset, revoked)
     verify_parsed(parsed, key)
     claims = parsed.payload()
-    validate_claims(
-        claims, now=now, leeway=leeway, issuer=issuer, audience=audience, required=required
-    )
+    check_claims(claims, now, leeway, issuer, audience, required)
     return claims, parsed

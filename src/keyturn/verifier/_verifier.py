@@ -18,7 +18,7 @@ from keyturn.clock import Clock, SystemClock
 from keyturn.errors import ConfigError, JWKSUnavailableError, TokenError, UnknownKidError
 from keyturn.keys.algorithms import Alg, parse_alg
 from keyturn.tokens import KeySet
-from keyturn.tokens.claims import validate_claims
+from keyturn.tokens.claims import check_claims
 from keyturn.tokens.jws import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse_compact, verify_parsed
 from keyturn.tokens.verify import select_key
 from keyturn.verifier import _metrics as ev
@@ -94,14 +94,7 @@ def _check(
     key = select_key(parsed, keyset, revoked)
     verify_parsed(parsed, key)
     claims = parsed.payload()
-    validate_claims(
-        claims,
-        now=now,
-        leeway=rules.leeway,
-        issuer=rules.issuer,
-        audience=rules.audience,
-        required=rules.required,
-    )
+    check_claims(claims, now, rules.leeway, rules.issuer, rules.audience, rules.required)
     return claims
 
 
