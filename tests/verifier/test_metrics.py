@@ -106,3 +106,40 @@ def test_prometheus_collector(
     )
     assert ok in text
     assert expired in text
+
+
+def test_lock_free_success_count_is_exact_under_concurrent_reads() -> None:
+    """``ok`` counts without the lock; snapshots taken meanwhile must neither lose nor invent
+    a success (reading the counter consumes a value, which the metrics subtract)."""
+    import threading
+
+    from keyturn.verifier import VerifierMetrics
+
+    metrics = VerifierMetrics()
+    per_thread, threads = 20_000, 4
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(metrics.snapshot().outcomes.get("ok", 0))
+
+    def writer() -> None:
+        for _ in range(per_thread):
+            metrics.ok()
+
+    r = threading.Thread(target=reader)
+    r.start()
+    workers = [threading.Thread(target=writer) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    r.join()
+    metrics.outcome("bad_signature")
+    final = metrics.snapshot().outcomes
+    assert final["ok"] == per_thread * threads
+    assert final["bad_signature"] == 1
+    assert seen == sorted(seen)  # never runs backwards
+    assert all(0 <= n <= per_thread * threads for n in seen)

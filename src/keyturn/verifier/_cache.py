@@ -104,6 +104,8 @@ class JWKSCache:
         self._flight: _Flight | None = None
         self._closed = threading.Event()
         self._refresher: threading.Thread | None = None
+        # True once the refresher runs (or is not wanted): get() then skips the check.
+        self._refresher_ready = False
 
     # -- public API ------------------------------------------------------------------------
 
@@ -127,7 +129,8 @@ class JWKSCache:
         Loads the set on first use (waiting up to ``wait`` seconds, default
         ``CacheOptions.wait``). Raises ``JWKSUnavailableError`` when no usable set remains.
         """
-        self._ensure_refresher()
+        if not self._refresher_ready:
+            self._ensure_refresher()
         core = self._core
         keyset = core.fresh(core.clock.now())
         if keyset is not None:
@@ -268,11 +271,10 @@ class JWKSCache:
             self._jwks_url()
 
     def _ensure_refresher(self) -> None:
-        if (
-            self._refresher is not None
-            or not self._core.options.background
-            or self._closed.is_set()
-        ):
+        if self._refresher is not None or not self._core.options.background:
+            self._refresher_ready = True
+            return
+        if self._closed.is_set():
             return
         with self._flight_lock:
             if self._refresher is None:

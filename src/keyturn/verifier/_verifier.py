@@ -119,10 +119,8 @@ def _unknown_kid(exc: UnknownKidError) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
-def _record(core: CacheCore, exc: TokenError | None, parsed: ParsedToken | None) -> None:
-    if exc is None:
-        core.metrics.outcome("ok")
-        return
+def _record(core: CacheCore, exc: TokenError, parsed: ParsedToken | None) -> None:
+    """Count and report a rejection (successes are counted by ``VerifierMetrics.ok``)."""
     core.metrics.outcome(exc.code)
     core.emit(
         ev.REJECTED,
@@ -201,6 +199,7 @@ class Verifier:
         self._feed: FeedThread | None = None
         self._feed_started = False
         self._lock = threading.Lock()
+        self._count_ok = self._cache.metrics.ok
         if revocations is not None:
             if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
                 feed_transport = transport  # e.g. httpx.MockTransport serves both
@@ -229,25 +228,29 @@ class Verifier:
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """Return the verified claims or raise a ``TokenError`` (see the class docstring)."""
-        self.start()
+        if not self._feed_started and self._feed is not None:
+            self.start()
+        rules = self._rules
         parsed: ParsedToken | None = None
         try:
             # Parse first: a malformed token or a refused algorithm costs no fetch.
-            parsed = _parse(token, self._rules)
+            parsed = parse_compact(
+                token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
+            )
             cache = self._cache
             keyset = cache.get()
             try:
-                claims = _check(parsed, keyset, cache.revoked, self._rules, self._clock.now())
+                claims = _check(parsed, keyset, cache.revoked, rules, self._clock.now())
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
                 if fresh is None:
                     _unknown_or_unavailable(exc, cache.core)
-                claims = _check(parsed, fresh, cache.revoked, self._rules, self._clock.now())
+                claims = _check(parsed, fresh, cache.revoked, rules, self._clock.now())
         except TokenError as exc:
             _record(self._cache.core, exc, parsed)
             raise
-        _record(self._cache.core, None, parsed)
+        self._count_ok()
         return claims
 
     def reload(self) -> KeySet:
@@ -376,7 +379,7 @@ class AsyncVerifier:
         except TokenError as exc:
             _record(self._cache.core, exc, parsed)
             raise
-        _record(self._cache.core, None, parsed)
+        self._cache.metrics.ok()
         return claims
 
     async def reload(self) -> KeySet:
