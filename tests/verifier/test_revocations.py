@@ -6,6 +6,7 @@ import asyncio
 import queue
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import orjson
@@ -293,3 +294,28 @@ def test_sse_parser_is_indifferent_to_chunk_boundaries() -> None:
 def test_sse_parser_caps_an_endless_line() -> None:
     with pytest.raises(FeedError):
         _parse([b"data: " + b"x" * 100_000] * 5)
+
+
+class _CountingBytes(bytes):
+    """A chunk that counts the searches made in it."""
+
+    finds = 0
+
+    def find(self, *args: Any) -> int:  # type: ignore[override]
+        type(self).finds += 1
+        return super().find(*args)
+
+
+def test_sse_parser_searches_each_line_ending_once() -> None:
+    """A chunk of many short lines (400 KB of keepalives) is parsed in one pass: each line
+    ending is searched for once, not the rest of the buffer re-scanned (and re-copied) per
+    line, which made such a chunk quadratic."""
+    from keyturn.verifier._feed import _SSEParser
+
+    lines = 100_000
+    chunk = _CountingBytes(b": k\n" * lines + b'event: revoked\ndata: {"kid": "z"}\n\n')
+    parser = _SSEParser()
+    assert parser.feed(chunk) == [("revoked", '{"kid": "z"}')]
+    assert parser.buffer == b""
+    # one search per \n, plus the first \n and \r searches and the final misses
+    assert _CountingBytes.finds <= lines + 3 + 4

@@ -71,24 +71,36 @@ class _SSEParser:
         self.size = 0
 
     def feed(self, chunk: bytes, *, eof: bool = False) -> list[tuple[str, str]]:
-        self.buffer += chunk
+        """Events completed by ``chunk``; linear in its size.
+
+        Lines are cut at offsets into one buffer, and each line ending is searched for once
+        (not the rest of the buffer re-scanned and re-copied per line, which a chunk of many
+        short lines would make quadratic).
+        """
+        buf = self.buffer + chunk if self.buffer else chunk
+        n = len(buf)
+        out: list[tuple[str, str]] = []
+        pos = 0
+        nl = buf.find(b"\n")
+        cr = buf.find(b"\r")
+        while nl >= 0 or cr >= 0:
+            # SSE lines end with \r\n, \n or \r: cut at whichever comes first.
+            if cr < 0 or 0 <= nl < cr:
+                cut, step = nl, 1
+            else:
+                cut = cr
+                if cut + 1 == n and not eof:
+                    break  # a trailing \r may be the first half of \r\n: wait for more
+                step = 2 if cut + 1 < n and buf[cut + 1] == 0x0A else 1
+            self._line(buf[pos:cut].decode("utf-8", errors="replace"), out)
+            pos = cut + step
+            if 0 <= nl < pos:
+                nl = buf.find(b"\n", pos)
+            if 0 <= cr < pos:
+                cr = buf.find(b"\r", pos)
+        self.buffer = buf[pos:]
         if len(self.buffer) > MAX_EVENT_BYTES:
             raise FeedError(f"revocation stream line longer than {MAX_EVENT_BYTES} bytes")
-        out: list[tuple[str, str]] = []
-        buf = self.buffer
-        while True:
-            # SSE lines end with \r\n, \n or \r.
-            ends = [i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0]
-            if not ends:
-                break
-            cut = min(ends)
-            if buf[cut : cut + 1] == b"\r" and cut + 1 == len(buf) and not eof:
-                break  # a trailing \r may be the first half of \r\n: wait for more
-            step = 2 if buf[cut : cut + 2] == b"\r\n" else 1
-            line = buf[:cut].decode("utf-8", errors="replace")
-            buf = buf[cut + step :]
-            self._line(line, out)
-        self.buffer = buf
         return out
 
     def _line(self, line: str, out: list[tuple[str, str]]) -> None:
