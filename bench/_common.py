@@ -141,21 +141,43 @@ def calibrate(fn: Callable[[], object], mode: Mode) -> int:
     return max(50, int(n * mode.seconds / elapsed))
 
 
+# Length of one slice of an interleaved round: short enough that every implementation sees the
+# same background noise (on a shared VM it moves on a scale of a second or more).
+SLICE_SECONDS = 0.05
+
+
 def interleaved(
     impls: Sequence[tuple[str, Callable[[], object]]], mode: Mode
 ) -> dict[str, list[float]]:
-    """Measure each impl ``mode.repeats`` times, rotating the order every round.
+    """Measure each impl ``mode.repeats`` times, interleaved in short slices.
 
-    Interleaving spreads background load over every implementation alike, so ratios taken
-    round by round are steadier than ratios of figures taken minutes apart.
+    A round gives each implementation about ``mode.seconds``, cut into slices of
+    ``SLICE_SECONDS`` that alternate between implementations (order rotating every slice).
+    Baseline and candidate thus run within a fraction of a second of each other, so the
+    ratio taken round by round cancels background load that drifts over seconds; measuring
+    each implementation for a whole second in turn let that drift into the ratios (seen here
+    on a shared VM: per-round ratios of the same code spread by +-15%).
     """
     counts = {name: calibrate(fn, mode) for name, fn in impls}
+    slices = 1 if mode.iterations is not None else max(1, round(mode.seconds / SLICE_SECONDS))
     out: dict[str, list[float]] = {name: [] for name, _ in impls}
     order = list(impls)
+    perf = time.perf_counter
     for r in range(mode.repeats):
-        rot = order[r % len(order) :] + order[: r % len(order)]
-        for name, fn in rot:
-            out[name].append(rate(fn, counts[name]))
+        spent = dict.fromkeys(counts, 0.0)
+        done = dict.fromkeys(counts, 0)
+        for s in range(slices):
+            k = (r * slices + s) % len(order)
+            for name, fn in order[k:] + order[:k]:
+                n = max(1, counts[name] // slices)
+                rng = range(n)
+                t0 = perf()
+                for _ in rng:
+                    fn()
+                spent[name] += perf() - t0
+                done[name] += n
+        for name in counts:
+            out[name].append(done[name] / spent[name])
     return out
 
 
