@@ -100,11 +100,41 @@ async def test_close_ends_every_stream(ready_service: KeyService, settings: Sett
     assert app.hub.subscribers == 2
     await app.shutdown()
     for c in conns:
+        # A planned end: the client is told to reconnect (to another replica), then the end.
+        assert (await c.next_body())["body"] == b"event: reconnect\ndata: {}\n\n"
         last = await c.next_body()
         assert last == {"type": "http.response.body", "body": b"", "more_body": False}
     with anyio.fail_after(2):
         await asyncio.gather(*tasks)
     assert app.hub.subscribers == 0
+
+
+async def test_stream_ends_after_its_lifetime_with_a_reconnect_event(
+    ready_service: KeyService, settings: Settings
+) -> None:
+    app = create_app(settings, ready_service, watchers=[], keepalive=0.1, stream_max_lifetime=0.5)
+    conn = Conn("/revocations/stream")
+    started = asyncio.get_running_loop().time()
+    task = asyncio.ensure_future(app(conn.scope, conn.receive, conn.send))
+    assert (await conn.next_body())["body"].startswith(b"event: snapshot")
+    bodies = []
+    while True:
+        body = (await conn.next_body(within=2))["body"]
+        if body == b"event: reconnect\ndata: {}\n\n":
+            break
+        bodies.append(body)
+    lasted = asyncio.get_running_loop().time() - started
+    assert lasted >= 0.45 - 0.01, lasted  # not before the lifetime (minus its 10% jitter)
+    assert bodies and set(bodies) == {b": keepalive\n\n"}  # keepalives until then
+    assert await conn.next_body() == {"type": "http.response.body", "body": b"", "more_body": False}
+    with anyio.fail_after(2):
+        await task
+    assert app.hub.subscribers == 0
+
+
+def test_stream_lifetime_must_be_positive(ready_service: KeyService, settings: Settings) -> None:
+    with pytest.raises(ValueError, match="max_lifetime"):
+        create_app(settings, ready_service, watchers=[], stream_max_lifetime=0)
 
 
 async def test_lifespan_starts_and_stops_watcher(

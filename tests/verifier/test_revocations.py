@@ -161,10 +161,17 @@ def test_async_verifier_polls_the_feed(issuer: FakeIssuer, clock: FakeClock) -> 
 class StreamFeed:
     """``/feed/stream`` on a LocalServer: a snapshot, then pushes; optionally drops a connection."""
 
-    def __init__(self, server: LocalServer, snapshot: list[str], drop_first: bool = False) -> None:
+    def __init__(
+        self,
+        server: LocalServer,
+        snapshot: list[str],
+        drop_first: bool = False,
+        reconnect_first: bool = False,
+    ) -> None:
         self.server = server
         self.snapshot = snapshot
         self.drop_first = drop_first
+        self.reconnect_first = reconnect_first
         self.pushes: queue.Queue[str] = queue.Queue()
         self.connections = 0
         self.snapshots_sent = 0
@@ -187,6 +194,10 @@ class StreamFeed:
             h.wfile.flush()
             self.snapshots_sent += 1
             if self.drop_first and self.connections == 1:
+                return
+            if self.reconnect_first and self.connections == 1:
+                h.wfile.write(b"event: reconnect\ndata: {}\n\n")
+                h.wfile.flush()
                 return
             while not self.server.stopping.is_set():
                 try:
@@ -250,6 +261,34 @@ def test_sse_push_revokes_within_a_second(
         assert verifier.verify(token(live))["exp"]
     assert feed.connections == (2 if drop_first else 1)
     assert server.paths().count("/feed/stream") == feed.connections
+
+
+def test_a_planned_stream_end_reconnects_at_once_without_an_error(
+    server: LocalServer, clock: FakeClock
+) -> None:
+    """The server ends a stream with ``event: reconnect`` (its stream lifetime, or shutdown):
+    the verifier reconnects at once, not after a backoff, and reports no feed error."""
+    issuer = FakeIssuer(clock)
+    kid = issuer.add_key()
+    _serve_issuer(server, issuer)
+    feed = StreamFeed(server, snapshot=[], reconnect_first=True)
+    events: list[VerifierEvent] = []
+    with Verifier(
+        algorithms=["ES256"],
+        issuer=server.base,
+        clock=clock,
+        cache=CacheOptions(background=False),
+        # A backoff far longer than the wait below: only a planned reconnect can be this quick.
+        revocations=RevocationFeed(reconnect=Backoff(initial=30.0, jitter=0)),
+        on_event=events.append,
+    ) as verifier:
+        verifier.start()
+        _until(lambda: feed.connections >= 2 and feed.snapshots_sent >= 2, timeout=3.0)
+        feed.push(kid)
+        _until(lambda: kid in verifier.cache.revoked, timeout=2.0)
+    names = [e.name for e in events]
+    assert "feed_reconnect" in names
+    assert "feed_error" not in names
 
 
 # -- the SSE parser --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from keyturn.server.admin import build_admin
 from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
-from keyturn.server.feed import DEFAULT_KEEPALIVE, RevocationHub
+from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
@@ -323,6 +323,7 @@ def create_app(
     max_tenants: int = DEFAULT_MAX_TENANTS,
     max_body: int = DEFAULT_MAX_BODY,
     keepalive: float = DEFAULT_KEEPALIVE,
+    stream_max_lifetime: float = DEFAULT_MAX_LIFETIME,
     discovery_extra: DiscoveryExtra | None = None,
     metrics: Metrics | None = None,
     handle_signals: bool = False,
@@ -340,7 +341,7 @@ def create_app(
     cache = DocumentCache(
         service, settings, max_tenants=max_tenants, discovery_extra=discovery_extra
     )
-    hub = RevocationHub(cache, keepalive=keepalive)
+    hub = RevocationHub(cache, keepalive=keepalive, max_lifetime=stream_max_lifetime)
     if watchers is None:
         watchers = default_watchers(service.store, interval=poll_interval, cached=cache.versions)
     scheduler = (

@@ -64,6 +64,13 @@ def register(
         help="tenants whose documents are kept in memory (LRU; default 10000)",
     )
     sp.add_argument(
+        "--stream-max-lifetime",
+        default="1h",
+        metavar="DUR",
+        help="end each revocation stream after about this long with a reconnect event, so "
+        "streams re-spread over replicas (default 1h)",
+    )
+    sp.add_argument(
         "--oidc-metadata",
         metavar="FILE",
         help='JSON {"*"|tenant: {field: value}} added to discovery documents, e.g. the '
@@ -138,12 +145,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.metrics_tenant_gauges < 0:
         raise E.InvalidInputError("--metrics-tenant-gauges must be 0 or more")
     token = args.metrics_token or os.environ.get(METRICS_TOKEN_ENV) or None
+    stream_max_lifetime = parse_duration(args.stream_max_lifetime)
+    if not stream_max_lifetime > 0:
+        raise E.InvalidInputError("--stream-max-lifetime must be positive")
     return {
         "scheduler_interval": None
         if args.no_scheduler
         else parse_duration(args.scheduler_interval),
         "poll_interval": parse_duration(args.poll_interval),
         "max_tenants": args.max_tenants,
+        "stream_max_lifetime": stream_max_lifetime,
         "discovery_extra": extra,
         "metrics": not args.no_metrics,
         "metrics_token": token,
@@ -173,6 +184,7 @@ def build_app(settings: Settings, options: dict[str, Any]) -> KeyturnApp:
         scheduler_interval=options["scheduler_interval"],
         poll_interval=options["poll_interval"],
         max_tenants=options["max_tenants"],
+        stream_max_lifetime=options["stream_max_lifetime"],
         discovery_extra=options["discovery_extra"],
         metrics=metrics,
         handle_signals=True,

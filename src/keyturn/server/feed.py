@@ -10,6 +10,15 @@ Wire format (fixed; the verifier library consumes it)::
 
     : keepalive
 
+    event: reconnect
+    data: {}
+
+``reconnect`` comes last, just before the server ends a stream on purpose: at the end of its
+maximum lifetime (so long-lived connections re-spread over replicas after a deploy or a scale-up,
+and no stream outlives rotated credentials at the load balancer), or at shutdown. A client
+reconnects at once and counts it as no error; the snapshot on reconnect covers anything
+committed in between.
+
 Every subscriber keeps the set of kids it has announced and receives, after each change of its
 tenant, the tenant's whole revoked list; it sends only what is new to it. A subscriber that
 joined while a change was committing therefore never misses it, at worst it sees it in its
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
 import orjson
@@ -32,6 +42,8 @@ log = logging.getLogger("keyturn.server.feed")
 
 DEFAULT_KEEPALIVE = 15.0
 DEFAULT_MAX_STREAMS = 1000
+DEFAULT_MAX_LIFETIME = 3600.0
+RECONNECT = b"event: reconnect\ndata: {}\n\n"
 KEEPALIVE = b": keepalive\n\n"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -62,9 +74,12 @@ class RevocationHub:
         *,
         keepalive: float = DEFAULT_KEEPALIVE,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        max_lifetime: float = DEFAULT_MAX_LIFETIME,
     ) -> None:
         if keepalive <= 0:
             raise ValueError("keepalive must be positive")
+        if not max_lifetime > 0:
+            raise ValueError("max_lifetime must be positive")
         if max_streams < 1:
             raise ValueError("max_streams must be positive")
         self.cache = cache
@@ -72,6 +87,9 @@ class RevocationHub:
         # Streams need no credentials: without a cap, enough idle connections would use up
         # memory and file descriptors and slow the JWKS hot path they share a process with.
         self.max_streams = max_streams
+        # Streams end after about this long (minus up to 10% jitter, so streams opened together
+        # do not all reconnect together).
+        self.max_lifetime = max_lifetime
         self._subs: dict[str, set[asyncio.Queue[object]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refreshing: set[str] = set()
@@ -190,10 +208,17 @@ class RevocationHub:
                     "more_body": True,
                 }
             )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_lifetime * (1.0 - 0.1 * random.random())
             while not self.closed:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break  # lifetime over: ask the client to reconnect (below)
                 try:
-                    item = await asyncio.wait_for(queue.get(), self.keepalive)
+                    item = await asyncio.wait_for(queue.get(), min(self.keepalive, left))
                 except TimeoutError:
+                    if loop.time() >= deadline:
+                        break
                     item = None
                 if item is _GONE:
                     return
@@ -209,6 +234,8 @@ class RevocationHub:
                     seen.update(r.kid for r in new)
                     chunk = b"".join(revoked_event(r) for r in new)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # A planned end (lifetime or shutdown): the client reconnects at once, no backoff.
+            await send({"type": "http.response.body", "body": RECONNECT, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client went away mid-write
             return

@@ -160,8 +160,13 @@ class RevocationSubscriber:
         while True:
             try:
                 if self.feed.mode == "stream":
-                    await self._stream_once(client)
-                    delay = self._fail(FeedError("revocation stream closed by the server"))
+                    if await self._stream_once(client):
+                        # A planned end (the server's stream lifetime, or its shutdown): no
+                        # error and no backoff; the snapshot on reconnect covers the gap.
+                        self.core.emit(ev.FEED_RECONNECT)
+                        delay = 0.05 + 0.2 * self.rng.random()
+                    else:
+                        delay = self._fail(FeedError("revocation stream closed by the server"))
                 else:
                     delay = await self._poll_once(client)
             except KeyturnError as exc:
@@ -216,7 +221,8 @@ class RevocationSubscriber:
         self.failures = 0
         return self.feed.poll_interval * (1.0 - 0.1 * self.rng.random())
 
-    async def _stream_once(self, client: httpx.AsyncClient) -> None:
+    async def _stream_once(self, client: httpx.AsyncClient) -> bool:
+        """Follow the stream until it ends; True if the server asked for a reconnect."""
         url = await self._url(client)
         headers = {
             "Accept": "text/event-stream",
@@ -247,6 +253,9 @@ class RevocationSubscriber:
                     self.failures = 0  # a healthy connection: the next reconnect is quick
                 elif event == "revoked" and isinstance(payload.get("kid"), str):
                     self.core.revoke([payload["kid"]], "feed")
+                elif event == "reconnect":
+                    return True
+        return False
 
 
 class FeedThread:

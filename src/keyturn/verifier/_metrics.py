@@ -22,6 +22,7 @@ UNKNOWN_KID = "unknown_kid"
 REVOKED = "revoked"
 REJECTED = "rejected"
 FEED_ERROR = "feed_error"
+FEED_RECONNECT = "feed_reconnect"
 
 
 @dataclass(frozen=True, slots=True)
