@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from typing import Any
+
+import anyio
 import httpx
 import orjson
 import pytest
@@ -386,3 +391,43 @@ async def test_listen_notify_invalidates_within_milliseconds(
         assert len(app.cache) == 0
     finally:
         await app.shutdown()
+
+
+async def test_cache_misses_take_a_bounded_number_of_threads(
+    ready_service: KeyService, settings: Settings
+) -> None:
+    """Misses for made-up tenant names (no credentials needed) read the store at most
+    ``max_fills`` at a time, so they cannot take every worker thread from the API."""
+    cache = DocumentCache(ready_service, settings, max_fills=2)
+    load = cache._load
+    active, peak = 0, 0
+    lock = threading.Lock()
+    release = threading.Event()
+    two_running = threading.Event()
+
+    def slow_load(name: str) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active >= 2:
+                two_running.set()
+        release.wait(5)
+        try:
+            return load(name)
+        finally:
+            with lock:
+                active -= 1
+
+    cache._load = slow_load  # type: ignore[method-assign]
+    names = [f"nosuch{i}" for i in range(8)] + ["default"]
+    tasks = [asyncio.ensure_future(cache.get(n)) for n in names]
+    assert await anyio.to_thread.run_sync(two_running.wait, 5.0)
+    await asyncio.sleep(0.1)  # time for a third fill to start, if it could
+    assert peak == 2
+    release.set()
+    with anyio.fail_after(10):
+        results = await asyncio.gather(*tasks)
+    assert results[:-1] == [None] * 8
+    assert results[-1] is not None and results[-1].name == "default"
+    assert peak == 2

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import orjson
 
@@ -27,6 +28,9 @@ from keyturn.service import KeyService, jwks_document
 
 DEFAULT_MAX_TENANTS = 10_000
 DEFAULT_NEGATIVE_TTL = 2.0
+# Store reads for cache misses at once: the public paths need no credentials, so a flood of
+# made-up tenant names must not take every worker thread (the API's sync routes use them too).
+DEFAULT_MAX_FILLS = 8
 JWKS_CONTENT_TYPE = b"application/jwk-set+json"
 JSON_CONTENT_TYPE = b"application/json"
 
@@ -198,9 +202,12 @@ class DocumentCache:
         max_tenants: int = DEFAULT_MAX_TENANTS,
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         discovery_extra: DiscoveryExtra | None = None,
+        max_fills: int = DEFAULT_MAX_FILLS,
     ) -> None:
         if max_tenants < 1:
             raise ValueError("max_tenants must be at least 1")
+        if max_fills < 1:
+            raise ValueError("max_fills must be at least 1")
         if negative_ttl < 0:
             raise ValueError("negative_ttl must not be negative")
         self.service = service
@@ -215,6 +222,8 @@ class DocumentCache:
         # stored, so a slow read can never put a stale document back after a change.
         self._generation = 0
         self._inflight: dict[str, asyncio.Future[TenantDocs | None]] = {}
+        self.max_fills = max_fills
+        self._fill_limiter: anyio.CapacityLimiter | None = None  # made in the event loop
         self._listeners: list[Callable[[str | None], None]] = []
 
     # --- reads (event loop) ----------------------------------------------------------------
@@ -247,7 +256,11 @@ class DocumentCache:
         if task is None:
             # The fill is a task of its own: a caller that gives up (client gone, timeout)
             # does not cancel it for the others waiting on the same tenant.
-            task = asyncio.ensure_future(anyio.to_thread.run_sync(self._load, name))
+            if self._fill_limiter is None:
+                self._fill_limiter = anyio.CapacityLimiter(self.max_fills)
+            task = asyncio.ensure_future(
+                anyio.to_thread.run_sync(self._load, name, limiter=self._fill_limiter)
+            )
             self._inflight[name] = task
             task.add_done_callback(lambda t: self._fill_done(name, t))
         return await asyncio.shield(task)
