@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -104,3 +105,18 @@ def test_a_bytearray_argument_is_not_modified() -> None:
     data = bytearray(b"QUI")
     assert b64url_decode(data) == b"AB"  # type: ignore[arg-type]
     assert data == bytearray(b"QUI")
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+@pytest.mark.parametrize("text", [b"", b"QQ", b"QUJD", b"QQ==", b"Q"])
+def test_buffer_arguments_decode_like_bytes(wrap: Any, text: bytes) -> None:
+    for decode in (b64_module._decode_fast, b64_module.decode_portable):
+        try:
+            expected: object = decode(text)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = decode(wrap(text))
+        except ValueError:
+            got = ValueError
+        assert got == expected

@@ -109,6 +109,22 @@ async def test_close_ends_every_stream(ready_service: KeyService, settings: Sett
     assert app.hub.subscribers == 0
 
 
+async def test_no_new_stream_once_shutting_down(
+    ready_service: KeyService, settings: Settings
+) -> None:
+    """After close, a new stream would end at once with "reconnect" and come straight back: it
+    gets a 503 instead, which sends the client to its backoff or to another replica."""
+    app = create_app(settings, ready_service, watchers=[])
+    await app.shutdown()
+    conn = Conn("/revocations/stream")
+    with anyio.fail_after(2):
+        await app(conn.scope, conn.receive, conn.send)
+    start = await conn.sent.get()
+    assert start["status"] == 503
+    assert (b"retry-after", b"30") in start["headers"]
+    assert orjson.loads((await conn.next_body())["body"])["code"] == "busy"
+
+
 async def test_stream_ends_after_its_lifetime_with_a_reconnect_event(
     ready_service: KeyService, settings: Settings
 ) -> None:

@@ -166,7 +166,7 @@ class StreamFeed:
         server: LocalServer,
         snapshot: list[str],
         drop_first: bool = False,
-        reconnect_first: bool = False,
+        reconnect_first: float | None = None,
     ) -> None:
         self.server = server
         self.snapshot = snapshot
@@ -195,7 +195,8 @@ class StreamFeed:
             self.snapshots_sent += 1
             if self.drop_first and self.connections == 1:
                 return
-            if self.reconnect_first and self.connections == 1:
+            if self.reconnect_first is not None and self.connections == 1:
+                time.sleep(self.reconnect_first)
                 h.wfile.write(b"event: reconnect\ndata: {}\n\n")
                 h.wfile.flush()
                 return
@@ -263,32 +264,53 @@ def test_sse_push_revokes_within_a_second(
     assert server.paths().count("/feed/stream") == feed.connections
 
 
+def _planned_end(server: LocalServer, clock: FakeClock, after: float) -> tuple[Any, ...]:
+    """A verifier on a stream whose first connection ends with ``reconnect`` after ``after`` s;
+    its backoff (30 s) is far longer than any wait in these tests."""
+    issuer = FakeIssuer(clock)
+    kid = issuer.add_key()
+    _serve_issuer(server, issuer)
+    feed = StreamFeed(server, snapshot=[], reconnect_first=after)
+    events: list[VerifierEvent] = []
+    verifier = Verifier(
+        algorithms=["ES256"],
+        issuer=server.base,
+        clock=clock,
+        cache=CacheOptions(background=False),
+        revocations=RevocationFeed(reconnect=Backoff(initial=30.0, jitter=0)),
+        on_event=events.append,
+    )
+    return verifier, feed, events, kid
+
+
 def test_a_planned_stream_end_reconnects_at_once_without_an_error(
     server: LocalServer, clock: FakeClock
 ) -> None:
     """The server ends a stream with ``event: reconnect`` (its stream lifetime, or shutdown):
     the verifier reconnects at once, not after a backoff, and reports no feed error."""
-    issuer = FakeIssuer(clock)
-    kid = issuer.add_key()
-    _serve_issuer(server, issuer)
-    feed = StreamFeed(server, snapshot=[], reconnect_first=True)
-    events: list[VerifierEvent] = []
-    with Verifier(
-        algorithms=["ES256"],
-        issuer=server.base,
-        clock=clock,
-        cache=CacheOptions(background=False),
-        # A backoff far longer than the wait below: only a planned reconnect can be this quick.
-        revocations=RevocationFeed(reconnect=Backoff(initial=30.0, jitter=0)),
-        on_event=events.append,
-    ) as verifier:
+    verifier, feed, events, kid = _planned_end(server, clock, after=1.2)
+    with verifier:
         verifier.start()
-        _until(lambda: feed.connections >= 2 and feed.snapshots_sent >= 2, timeout=3.0)
+        _until(lambda: feed.connections >= 2 and feed.snapshots_sent >= 2, timeout=4.0)
         feed.push(kid)
         _until(lambda: kid in verifier.cache.revoked, timeout=2.0)
     names = [e.name for e in events]
     assert "feed_reconnect" in names
     assert "feed_error" not in names
+
+
+def test_a_reconnect_request_at_once_goes_through_the_backoff(
+    server: LocalServer, clock: FakeClock
+) -> None:
+    """A stream that asks for a reconnect right after connecting (a server shutting down that
+    still accepts streams, a misbehaving proxy) must not make a reconnect loop."""
+    verifier, feed, events, _ = _planned_end(server, clock, after=0.0)
+    with verifier:
+        verifier.start()
+        _until(lambda: any(e.name == "feed_error" for e in events), timeout=3.0)
+        time.sleep(0.5)
+        assert feed.connections == 1
+    assert "feed_reconnect" not in [e.name for e in events]
 
 
 # -- the SSE parser --------------------------------------------------------------------------

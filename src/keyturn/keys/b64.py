@@ -38,7 +38,8 @@ def _ascii(data: bytes | str) -> bytes:
             return data.encode("ascii")
         except UnicodeEncodeError:
             raise ValueError("invalid base64url character (non-ASCII)") from None
-    return data
+    # bytearray, memoryview: a private immutable copy, so both decoders see plain bytes.
+    return data if type(data) is bytes else bytes(data)
 
 
 def decode_portable(data: bytes | str) -> bytes:

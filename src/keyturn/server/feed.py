@@ -171,10 +171,15 @@ class RevocationHub:
         """Serve one SSE connection until the client leaves or the server shuts down."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        if self.subscribers >= self.max_streams:
-            body = orjson.dumps(
-                problem(503, "too many revocation streams open; poll revocations.json", "busy")
+        if self.closed or self.subscribers >= self.max_streams:
+            # Closed: shutting down. A stream accepted now would end at once with "reconnect"
+            # and come straight back; a 503 sends the client to its backoff (or elsewhere).
+            detail = (
+                "this server is shutting down; reconnect to another"
+                if self.closed
+                else "too many revocation streams open; poll revocations.json"
             )
+            body = orjson.dumps(problem(503, detail, "busy"))
             await send(
                 {
                     "type": "http.response.start",

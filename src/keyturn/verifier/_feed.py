@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import random
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +40,8 @@ from keyturn.verifier._metrics import logger
 from keyturn.verifier._options import HTTPOptions, RevocationFeed
 
 MAX_EVENT_BYTES = 256 * 1024
+# A stream must have lasted this long for its "reconnect" to skip the backoff.
+MIN_PLANNED_STREAM = 1.0
 
 
 class FeedError(JWKSUnavailableError):
@@ -160,9 +163,13 @@ class RevocationSubscriber:
         while True:
             try:
                 if self.feed.mode == "stream":
-                    if await self._stream_once(client):
+                    started = time.monotonic()
+                    planned = await self._stream_once(client)
+                    if planned and time.monotonic() - started >= MIN_PLANNED_STREAM:
                         # A planned end (the server's stream lifetime, or its shutdown): no
-                        # error and no backoff; the snapshot on reconnect covers the gap.
+                        # error and no backoff; the snapshot on reconnect covers the gap. A
+                        # stream that asks for a reconnect at once is not trusted with that:
+                        # it goes through the backoff, or it could make a reconnect loop.
                         self.core.emit(ev.FEED_RECONNECT)
                         delay = 0.05 + 0.2 * self.rng.random()
                     else:
