@@ -17,7 +17,7 @@ from keyturn.keys.algorithms import Alg
 from keyturn.keys.sealing import Sealer
 from keyturn.ring.model import Policy
 from keyturn.server.app import KeyturnApp, create_app
-from keyturn.server.documents import DocumentCache
+from keyturn.server.documents import CacheBusyError, DocumentCache
 from keyturn.server.public import if_none_match, route
 from keyturn.server.watch import PollingWatcher
 from keyturn.service import KeyService
@@ -393,12 +393,13 @@ async def test_listen_notify_invalidates_within_milliseconds(
         await app.shutdown()
 
 
-async def test_cache_misses_take_a_bounded_number_of_threads(
+async def test_cache_misses_take_bounded_threads_and_a_bounded_queue(
     ready_service: KeyService, settings: Settings
 ) -> None:
     """Misses for made-up tenant names (no credentials needed) read the store at most
-    ``max_fills`` at a time, so they cannot take every worker thread from the API."""
-    cache = DocumentCache(ready_service, settings, max_fills=2)
+    ``max_fills`` at a time, with at most ``max_waiting_fills`` waiting; more are refused with
+    CacheBusyError. A priority fill (a tenant known to exist) skips the queue."""
+    cache = DocumentCache(ready_service, settings, max_fills=2, max_waiting_fills=3)
     load = cache._load
     active, peak = 0, 0
     lock = threading.Lock()
@@ -412,7 +413,8 @@ async def test_cache_misses_take_a_bounded_number_of_threads(
             peak = max(peak, active)
             if active >= 2:
                 two_running.set()
-        release.wait(5)
+        if name.startswith("nosuch"):
+            release.wait(5)
         try:
             return load(name)
         finally:
@@ -420,14 +422,42 @@ async def test_cache_misses_take_a_bounded_number_of_threads(
                 active -= 1
 
     cache._load = slow_load  # type: ignore[method-assign]
-    names = [f"nosuch{i}" for i in range(8)] + ["default"]
-    tasks = [asyncio.ensure_future(cache.get(n)) for n in names]
+    tasks = [asyncio.ensure_future(cache.get(f"nosuch{i}")) for i in range(5)]
     assert await anyio.to_thread.run_sync(two_running.wait, 5.0)
     await asyncio.sleep(0.1)  # time for a third fill to start, if it could
     assert peak == 2
+    for i in range(5, 9):  # 2 reading + 3 waiting: the queue is full
+        with pytest.raises(CacheBusyError):
+            await cache.get(f"nosuch{i}")
+    with anyio.fail_after(5):  # a priority fill does not wait behind the flood
+        docs = await cache.get("default", priority=True)
+    assert docs is not None and docs.name == "default"
     release.set()
     with anyio.fail_after(10):
-        results = await asyncio.gather(*tasks)
-    assert results[:-1] == [None] * 8
-    assert results[-1] is not None and results[-1].name == "default"
-    assert peak == 2
+        assert await asyncio.gather(*tasks) == [None] * 5
+
+
+async def test_busy_cache_answers_503_with_retry_after(
+    ready_service: KeyService, settings: Settings
+) -> None:
+    app = create_app(settings, ready_service, watchers=[])
+    release = threading.Event()
+    load = app.cache._load
+
+    def blocked(name: str) -> Any:
+        release.wait(5)
+        return load(name)
+
+    app.cache._load = blocked  # type: ignore[method-assign]
+    app.cache.max_fills, app.cache.max_waiting_fills = 1, 0
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
+        first = asyncio.ensure_future(client.get("/t/nosuch1/.well-known/jwks.json"))
+        await asyncio.sleep(0.1)
+        r = await client.get("/t/nosuch2/.well-known/jwks.json")
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "busy"
+        release.set()
+        assert (await first).status_code == 404

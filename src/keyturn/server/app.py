@@ -404,7 +404,7 @@ def create_app(
         """The store answers and the default tenant's keys are loaded."""
         try:
             await anyio.to_thread.run_sync(service.store.key_versions)
-            docs = await cache.get(settings.default_tenant)
+            docs = await cache.get(settings.default_tenant, priority=True)
         except KeyturnError as exc:
             if metrics is not None and isinstance(exc, StoreUnavailableError):
                 metrics.store_error("read")

@@ -31,6 +31,15 @@ DEFAULT_NEGATIVE_TTL = 2.0
 # Store reads for cache misses at once: the public paths need no credentials, so a flood of
 # made-up tenant names must not take every worker thread (the API's sync routes use them too).
 DEFAULT_MAX_FILLS = 8
+# Misses that may wait for one of those reads; beyond that a miss is refused (503) rather than
+# queued without bound behind a flood.
+DEFAULT_MAX_WAITING_FILLS = 256
+
+
+class CacheBusyError(Exception):
+    """Too many cache misses are waiting for the store; try again shortly."""
+
+
 JWKS_CONTENT_TYPE = b"application/jwk-set+json"
 JSON_CONTENT_TYPE = b"application/json"
 
@@ -203,11 +212,14 @@ class DocumentCache:
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         discovery_extra: DiscoveryExtra | None = None,
         max_fills: int = DEFAULT_MAX_FILLS,
+        max_waiting_fills: int = DEFAULT_MAX_WAITING_FILLS,
     ) -> None:
         if max_tenants < 1:
             raise ValueError("max_tenants must be at least 1")
         if max_fills < 1:
             raise ValueError("max_fills must be at least 1")
+        if max_waiting_fills < 0:
+            raise ValueError("max_waiting_fills must not be negative")
         if negative_ttl < 0:
             raise ValueError("negative_ttl must not be negative")
         self.service = service
@@ -223,6 +235,7 @@ class DocumentCache:
         self._generation = 0
         self._inflight: dict[str, asyncio.Future[TenantDocs | None]] = {}
         self.max_fills = max_fills
+        self.max_waiting_fills = max_waiting_fills
         self._fill_limiter: anyio.CapacityLimiter | None = None  # made in the event loop
         self._listeners: list[Callable[[str | None], None]] = []
 
@@ -245,8 +258,15 @@ class DocumentCache:
             del self._missing[name]
             return False
 
-    async def get(self, name: str) -> TenantDocs | None:
-        """The tenant's documents, rendered on a miss; None when no such tenant exists."""
+    async def get(self, name: str, *, priority: bool = False) -> TenantDocs | None:
+        """The tenant's documents, rendered on a miss; None when no such tenant exists.
+
+        Misses read the store at most ``max_fills`` at a time, with at most
+        ``max_waiting_fills`` more waiting (beyond that ``CacheBusyError``): the public paths
+        need no credentials, and made-up names must neither take every worker thread nor queue
+        without bound. ``priority`` fills (a tenant known to exist, e.g. one whose revocation
+        stream must be pushed) skip that queue.
+        """
         docs = self.peek(name)
         if docs is not None:
             return docs
@@ -254,12 +274,18 @@ class DocumentCache:
             return None
         task = self._inflight.get(name)
         if task is None:
+            if priority:
+                limiter = None
+            else:
+                if len(self._inflight) >= self.max_fills + self.max_waiting_fills:
+                    raise CacheBusyError("too many document fills waiting for the store")
+                if self._fill_limiter is None:
+                    self._fill_limiter = anyio.CapacityLimiter(self.max_fills)
+                limiter = self._fill_limiter
             # The fill is a task of its own: a caller that gives up (client gone, timeout)
             # does not cancel it for the others waiting on the same tenant.
-            if self._fill_limiter is None:
-                self._fill_limiter = anyio.CapacityLimiter(self.max_fills)
             task = asyncio.ensure_future(
-                anyio.to_thread.run_sync(self._load, name, limiter=self._fill_limiter)
+                anyio.to_thread.run_sync(self._load, name, limiter=limiter)
             )
             self._inflight[name] = task
             task.add_done_callback(lambda t: self._fill_done(name, t))

@@ -133,7 +133,8 @@ class RevocationHub:
             while True:
                 self._dirty.discard(name)
                 try:
-                    docs = await self.cache.get(name)
+                    # Subscribed tenants exist: their refresh skips the queue of cache misses.
+                    docs = await self.cache.get(name, priority=True)
                 except Exception as exc:  # the store is down: the watcher will notify again
                     log.warning("revocation feed: cannot reload tenant %s: %s", name, exc)
                     return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal, Protocol
 
-from keyturn.server.documents import Doc, DocumentCache, TenantDocs
+from keyturn.server.documents import CacheBusyError, Doc, DocumentCache, TenantDocs
 from keyturn.server.feed import SSE_HEADERS, RevocationHub
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem_bytes
 
@@ -57,6 +57,10 @@ _METHOD_NOT_ALLOWED = _problem_response(
     405, "only GET and HEAD are allowed here", "method_not_allowed"
 )
 _UNAVAILABLE = _problem_response(503, "the key store is unavailable", "store_unavailable")
+_BUSY_BODY, _BUSY_HEADERS = _problem_response(
+    503, "too many documents are being loaded; try again shortly", "busy"
+)
+_BUSY = _BUSY_BODY, [*_BUSY_HEADERS, (b"retry-after", b"1")]
 
 
 def if_none_match(header: bytes, etag: bytes) -> bool:
@@ -146,6 +150,12 @@ class PublicApp:
         if docs is None:
             try:
                 docs = await self.cache.get(tenant)
+            except CacheBusyError:
+                body, headers = _BUSY
+                await self._send(
+                    send, 503, headers, body, head=method == "HEAD", kind=kind, tenant=tenant
+                )
+                return
             except Exception:
                 # The store is down and this tenant is not cached: say so, never a traceback.
                 body, headers = _UNAVAILABLE
