@@ -442,9 +442,11 @@ async def test_busy_cache_answers_503_with_retry_after(
 ) -> None:
     app = create_app(settings, ready_service, watchers=[])
     release = threading.Event()
+    filling = threading.Event()
     load = app.cache._load
 
     def blocked(name: str) -> Any:
+        filling.set()
         release.wait(5)
         return load(name)
 
@@ -453,7 +455,7 @@ async def test_busy_cache_answers_503_with_retry_after(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as client:
         first = asyncio.ensure_future(client.get("/t/nosuch1/.well-known/jwks.json"))
-        await asyncio.sleep(0.1)
+        assert await anyio.to_thread.run_sync(filling.wait, 5.0)  # it holds the only slot
         r = await client.get("/t/nosuch2/.well-known/jwks.json")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
