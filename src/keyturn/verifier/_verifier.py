@@ -82,12 +82,6 @@ def _rules(
     return _Rules(algs, iss, aud, leeway, tuple(required_claims), max_token_bytes)
 
 
-def _parse(token: str | bytes, rules: _Rules) -> ParsedToken:
-    return parse_compact(
-        token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
-    )
-
-
 def _check(
     parsed: ParsedToken, keyset: KeySet, revoked: frozenset[str], rules: _Rules, now: float
 ) -> dict[str, Any]:
@@ -363,19 +357,22 @@ class AsyncVerifier:
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """Return the verified claims or raise a ``TokenError`` (see ``Verifier``)."""
         self.start()
+        rules = self._rules
         parsed: ParsedToken | None = None
         try:
-            parsed = _parse(token, self._rules)
+            parsed = parse_compact(
+                token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
+            )
             cache = self._cache
             keyset = await cache.get()
             try:
-                claims = _check(parsed, keyset, cache.revoked, self._rules, self._clock.now())
+                claims = _check(parsed, keyset, cache.revoked, rules, self._clock.now())
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
                 if fresh is None:
                     _unknown_or_unavailable(exc, cache.core)
-                claims = _check(parsed, fresh, cache.revoked, self._rules, self._clock.now())
+                claims = _check(parsed, fresh, cache.revoked, rules, self._clock.now())
         except TokenError as exc:
             _record(self._cache.core, exc, parsed)
             raise
