@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from keyturn.clock import FakeClock, SystemClock
-from keyturn.errors import JWKSUnavailableError, RevokedKidError, UnknownKidError
+from keyturn.errors import (
+    ExpiredTokenError,
+    JWKSUnavailableError,
+    RevokedKidError,
+    UnknownKidError,
+)
 from keyturn.keys import Alg
 from keyturn.verifier import (
     AsyncVerifier,
@@ -132,6 +137,85 @@ def test_async_background_refresher_does_not_refetch_a_set_that_just_arrived() -
             await verifier.verify(issuer.token(kid))
             await asyncio.sleep(0.4)
             assert issuer.fetches == 1
+
+    asyncio.run(main())
+
+
+def test_refresher_starts_when_the_first_set_came_from_reload() -> None:
+    """verify() takes a fresh set without calling get() once the refresher runs; a set loaded
+    by reload() must not let it skip starting the refresher."""
+    issuer = FakeIssuer(SystemClock())  # type: ignore[arg-type]
+    kid = issuer.add_key()
+    issuer.max_age = 0
+    options = CacheOptions(min_max_age=0.2, max_max_age=1.0, background=True)
+    with Verifier(
+        algorithms=["ES256"], jwks_url=JWKS_URL, cache=options, transport=issuer.transport()
+    ) as verifier:
+        verifier.reload()
+        verifier.verify(issuer.token(kid))
+        first = issuer.fetches
+        _until(lambda: issuer.fetches >= first + 2)
+
+
+def test_async_refresher_starts_when_the_first_set_came_from_reload() -> None:
+    issuer = FakeIssuer(SystemClock())  # type: ignore[arg-type]
+    kid = issuer.add_key()
+    issuer.max_age = 0
+    options = CacheOptions(min_max_age=0.2, max_max_age=1.0, background=True)
+
+    async def main() -> None:
+        async with AsyncVerifier(
+            algorithms=["ES256"], jwks_url=JWKS_URL, cache=options, transport=issuer.transport()
+        ) as verifier:
+            await verifier.reload()
+            await verifier.verify(issuer.token(kid))
+            first = issuer.fetches
+            for _ in range(200):
+                if issuer.fetches >= first + 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert issuer.fetches >= first + 2
+
+    asyncio.run(main())
+
+
+def _slow_first_fetch(issuer: FakeIssuer, clock: FakeClock, seconds: float) -> httpx.MockTransport:
+    """The issuer's transport, with the clock moved ``seconds`` on while a JWKS request runs."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == JWKS_URL:
+            clock.advance(seconds)
+        return issuer.handler(request)
+
+    return httpx.MockTransport(handler)
+
+
+def test_claims_are_judged_after_waiting_for_the_key_set(
+    issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier
+) -> None:
+    kid = issuer.add_key()
+    token = issuer.token(kid, ttl=10)  # expires 10 s from now, 70 s with the default leeway
+    verifier = make_verifier(transport=_slow_first_fetch(issuer, clock, 120))
+    with pytest.raises(ExpiredTokenError):
+        verifier.verify(token)  # valid when it arrived, expired once the set was there
+
+
+def test_async_claims_are_judged_after_waiting_for_the_key_set(
+    issuer: FakeIssuer, clock: FakeClock
+) -> None:
+    kid = issuer.add_key()
+    token = issuer.token(kid, ttl=10)
+
+    async def main() -> None:
+        async with AsyncVerifier(
+            algorithms=["ES256"],
+            jwks_url=JWKS_URL,
+            clock=clock,
+            cache=CacheOptions(background=False),
+            transport=_slow_first_fetch(issuer, clock, 120),
+        ) as verifier:
+            with pytest.raises(ExpiredTokenError):
+                await verifier.verify(token)
 
     asyncio.run(main())
 

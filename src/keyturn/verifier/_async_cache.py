@@ -83,6 +83,8 @@ class AsyncJWKSCache:
         )
         self._flight: _Flight | None = None
         self._refresher: asyncio.Task[None] | None = None
+        # True once the refresher runs (or is not wanted): see JWKSCache.refresher_ready.
+        self.refresher_ready = False
         self._closed = False
 
     # -- public API ------------------------------------------------------------------------
@@ -107,7 +109,8 @@ class AsyncJWKSCache:
 
     async def get(self, *, wait: float | None = None) -> KeySet:
         """The current key set; see ``JWKSCache.get``."""
-        self._ensure_refresher()
+        if not self.refresher_ready:
+            self._ensure_refresher()
         core = self._core
         keyset = core.fresh(core.clock.now())
         if keyset is not None:
@@ -243,9 +246,13 @@ class AsyncJWKSCache:
             await self._jwks_url()
 
     def _ensure_refresher(self) -> None:
-        if self._refresher is not None or not self._core.options.background or self._closed:
+        if self._refresher is not None or not self._core.options.background:
+            self.refresher_ready = True
+            return
+        if self._closed:
             return
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.refresher_ready = True
 
     async def _refresh_loop(self) -> None:
         core = self._core

@@ -104,8 +104,9 @@ class JWKSCache:
         self._flight: _Flight | None = None
         self._closed = threading.Event()
         self._refresher: threading.Thread | None = None
-        # True once the refresher runs (or is not wanted): get() then skips the check.
-        self._refresher_ready = False
+        # True once the refresher runs (or is not wanted): get() then skips the check, and
+        # the verifier may take a fresh set straight from ``core.cached`` without calling get().
+        self.refresher_ready = False
 
     # -- public API ------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class JWKSCache:
         Loads the set on first use (waiting up to ``wait`` seconds, default
         ``CacheOptions.wait``). Raises ``JWKSUnavailableError`` when no usable set remains.
         """
-        if not self._refresher_ready:
+        if not self.refresher_ready:
             self._ensure_refresher()
         core = self._core
         keyset = core.fresh(core.clock.now())
@@ -272,7 +273,7 @@ class JWKSCache:
 
     def _ensure_refresher(self) -> None:
         if self._refresher is not None or not self._core.options.background:
-            self._refresher_ready = True
+            self.refresher_ready = True
             return
         if self._closed.is_set():
             return
@@ -282,6 +283,7 @@ class JWKSCache:
                     target=self._refresh_loop, name="keyturn-jwks-refresh", daemon=True
                 )
                 self._refresher.start()
+            self.refresher_ready = True
 
     def _refresh_loop(self) -> None:
         core = self._core

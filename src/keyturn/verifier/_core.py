@@ -45,7 +45,7 @@ class CacheStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class _Cached:
+class CachedSet:
     keyset: KeySet
     url: str
     etag: str | None
@@ -106,7 +106,9 @@ class CacheCore:
         self.lock = threading.Lock()
         self.discovery: Discovery | None = None
         self.rediscover = False
-        self._cached: _Cached | None = None
+        # The last good set with its times. Replaced whole under ``lock``, never mutated, so
+        # the verify hot path may read it without the lock (one attribute read).
+        self.cached: CachedSet | None = None
         self.revoked: frozenset[str] = frozenset()
         self._failures = 0
         self._retry_at = -math.inf
@@ -119,24 +121,24 @@ class CacheCore:
 
     def fresh(self, now: float) -> KeySet | None:
         """The set if it is within its lifetime; lock-free (one attribute read)."""
-        cached = self._cached
+        cached = self.cached
         if cached is not None and now < cached.expires_at:
             return cached.keyset
         return None
 
     def etag(self) -> str | None:
-        cached = self._cached
+        cached = self.cached
         return cached.etag if cached is not None else None
 
     def has_set(self) -> bool:
-        return self._cached is not None
+        return self.cached is not None
 
     def in_backoff(self, now: float) -> bool:
         return now < self._retry_at
 
     def usable(self, now: float) -> KeySet:
         """The fresh set, else the stale set within the hard limit (calling ``on_stale``)."""
-        cached = self._cached
+        cached = self.cached
         if cached is not None and now < cached.expires_at:
             return cached.keyset
         if cached is not None and now < cached.stale_until:
@@ -168,7 +170,7 @@ class CacheCore:
     def next_wake(self, now: float) -> float:
         """Seconds until the background refresher should act (at least a short pause)."""
         with self.lock:
-            cached = self._cached
+            cached = self.cached
             due = cached.refresh_at if cached is not None else now
             due = max(due, self._retry_at)
         return max(due - now, 0.05)
@@ -180,7 +182,7 @@ class CacheCore:
         fetch that finished meanwhile, a 304 that restarted the lifetime).
         """
         with self.lock:
-            cached = self._cached
+            cached = self.cached
             if cached is not None and now < cached.refresh_at:
                 return False
             return now >= self._retry_at
@@ -192,7 +194,7 @@ class CacheCore:
 
     def status(self) -> CacheStatus:
         with self.lock:
-            c = self._cached
+            c = self.cached
             return CacheStatus(
                 url=self.url(),
                 kids=tuple(sorted(c.keyset.keys)) if c else (),
@@ -213,7 +215,7 @@ class CacheCore:
         """Install a new set (or, on 304, keep the set and restart its lifetime)."""
         opts = self.options
         with self.lock:
-            previous = self._cached
+            previous = self.cached
             lifetime = opts.lifetime(result.max_age)
             if result.keyset is None:
                 if previous is None:  # 304 without a set: cannot happen, we sent no ETag.
@@ -222,7 +224,7 @@ class CacheCore:
             else:
                 # Pushed revocations outlive any JWKS that still lists the key.
                 keyset = _without(result.keyset, self.revoked)
-            self._cached = _Cached(
+            self.cached = CachedSet(
                 keyset=keyset,
                 url=url,
                 etag=result.etag,
@@ -289,7 +291,7 @@ class CacheCore:
 
     def after_unknown(self, kid: str, now: float) -> KeySet | None:
         """After a fresh fetch: the set if it now has ``kid``, else remember the miss."""
-        cached = self._cached
+        cached = self.cached
         if cached is not None and kid in cached.keyset.keys:
             return cached.keyset
         limit = self.unknown_kid.negative_cache_size
@@ -313,9 +315,9 @@ class CacheCore:
             if not new:
                 return []
             self.revoked = self.revoked.union(new)
-            cached = self._cached
+            cached = self.cached
             if cached is not None:
-                self._cached = replace(cached, keyset=_without(cached.keyset, new))
+                self.cached = replace(cached, keyset=_without(cached.keyset, new))
         self.metrics.revoked(len(new))
         self.emit(ev.REVOKED, kids=tuple(new), source=source)
         return new

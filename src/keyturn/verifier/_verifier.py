@@ -18,9 +18,8 @@ from keyturn.clock import Clock, SystemClock
 from keyturn.errors import ConfigError, JWKSUnavailableError, TokenError, UnknownKidError
 from keyturn.keys.algorithms import Alg, parse_alg
 from keyturn.tokens import KeySet
-from keyturn.tokens.claims import check_claims
-from keyturn.tokens.jws import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse_compact, verify_parsed
-from keyturn.tokens.verify import select_key
+from keyturn.tokens.jws import DEFAULT_MAX_TOKEN_BYTES, ParsedToken, parse_compact
+from keyturn.tokens.verify import verified_claims
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._async_cache import AsyncJWKSCache
 from keyturn.verifier._cache import JWKSCache
@@ -85,11 +84,9 @@ def _rules(
 def _check(
     parsed: ParsedToken, keyset: KeySet, revoked: frozenset[str], rules: _Rules, now: float
 ) -> dict[str, Any]:
-    key = select_key(parsed, keyset, revoked)
-    verify_parsed(parsed, key)
-    claims = parsed.payload()
-    check_claims(claims, now, rules.leeway, rules.issuer, rules.audience, rules.required)
-    return claims
+    return verified_claims(
+        parsed, keyset, revoked, now, rules.leeway, rules.issuer, rules.audience, rules.required
+    )
 
 
 def _unknown_or_unavailable(exc: UnknownKidError, core: CacheCore) -> NoReturn:
@@ -193,6 +190,8 @@ class Verifier:
         self._feed: FeedThread | None = None
         self._feed_started = False
         self._lock = threading.Lock()
+        self._core = self._cache.core
+        self._now = self._clock.now
         self._count_ok = self._cache.metrics.ok
         if revocations is not None:
             if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
@@ -232,17 +231,35 @@ class Verifier:
                 token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
             )
             cache = self._cache
-            keyset = cache.get()
+            core = self._core
+            now = self._now()
+            # Warm cache: the fresh set straight from the core, with no call (it is replaced
+            # whole, never mutated). Otherwise get() loads, refreshes or serves stale.
+            cached = core.cached
+            if cached is not None and now < cached.expires_at and cache.refresher_ready:
+                keyset = cached.keyset
+            else:
+                keyset = cache.get()
+                now = self._now()  # get() may have waited for a fetch
             try:
-                claims = _check(parsed, keyset, cache.revoked, rules, self._clock.now())
+                claims = verified_claims(
+                    parsed,
+                    keyset,
+                    core.revoked,
+                    now,
+                    rules.leeway,
+                    rules.issuer,
+                    rules.audience,
+                    rules.required,
+                )
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
                 if fresh is None:
-                    _unknown_or_unavailable(exc, cache.core)
-                claims = _check(parsed, fresh, cache.revoked, rules, self._clock.now())
+                    _unknown_or_unavailable(exc, core)
+                claims = _check(parsed, fresh, core.revoked, rules, self._now())
         except TokenError as exc:
-            _record(self._cache.core, exc, parsed)
+            _record(self._core, exc, parsed)
             raise
         self._count_ok()
         return claims
@@ -325,6 +342,8 @@ class AsyncVerifier:
             on_event=on_event,
             on_stale=on_stale,
         )
+        self._core = self._cache.core
+        self._now = self._clock.now
         self._subscriber: RevocationSubscriber | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_client: httpx.AsyncClient | None = None
@@ -364,17 +383,34 @@ class AsyncVerifier:
                 token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
             )
             cache = self._cache
-            keyset = await cache.get()
+            core = self._core
+            now = self._now()
+            # As in Verifier.verify: a warm cache costs no await.
+            cached = core.cached
+            if cached is not None and now < cached.expires_at and cache.refresher_ready:
+                keyset = cached.keyset
+            else:
+                keyset = await cache.get()
+                now = self._now()
             try:
-                claims = _check(parsed, keyset, cache.revoked, rules, self._clock.now())
+                claims = verified_claims(
+                    parsed,
+                    keyset,
+                    core.revoked,
+                    now,
+                    rules.leeway,
+                    rules.issuer,
+                    rules.audience,
+                    rules.required,
+                )
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
                 if fresh is None:
-                    _unknown_or_unavailable(exc, cache.core)
-                claims = _check(parsed, fresh, cache.revoked, rules, self._clock.now())
+                    _unknown_or_unavailable(exc, core)
+                claims = _check(parsed, fresh, core.revoked, rules, self._now())
         except TokenError as exc:
-            _record(self._cache.core, exc, parsed)
+            _record(self._core, exc, parsed)
             raise
         self._cache.metrics.ok()
         return claims
