@@ -286,18 +286,13 @@ def verify_parsed(parsed: ParsedToken, key: VerifyingKey) -> None:
     # Same logic as VerifyingKey.verify, one frame shallower: this runs once per token.
     check = key._checks.get(parsed.alg)
     if check is None:
-        raise key_alg_error(key, parsed.alg)
+        raise AlgorithmNotAllowedError(
+            f"key {key.kid} does not sign with {parsed.alg} (it uses {sorted(key.algs)})"
+        )
     try:
         check(parsed.signature, parsed.signing_input)
     except (InvalidSignature, ValueError):
         raise BadSignatureError(f"signature does not verify with key {key.kid}") from None
-
-
-def key_alg_error(key: VerifyingKey, alg: Alg) -> AlgorithmNotAllowedError:
-    """The key exists but does not verify ``alg`` (e.g. an RS256 token for an ES256 key)."""
-    return AlgorithmNotAllowedError(
-        f"key {key.kid} does not sign with {alg} (it uses {sorted(key.algs)})"
-    )
 
 
 def encode_segment(obj: dict[str, Any]) -> bytes:

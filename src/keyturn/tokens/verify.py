@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from orjson import JSONDecodeError, loads
-
-from keyturn.errors import BadSignatureError, MalformedTokenError, RevokedKidError, UnknownKidError
+from keyturn.errors import RevokedKidError, UnknownKidError
 from keyturn.keys.algorithms import Alg
-from keyturn.keys.b64 import b64url_decode
 from keyturn.tokens.claims import check_claims
 from keyturn.tokens.jws import (
     DEFAULT_MAX_TOKEN_BYTES,
     ParsedToken,
     VerifyingKey,
-    key_alg_error,
     parse_compact,
+    verify_parsed,
 )
 from keyturn.tokens.keyset import KeySet
 
@@ -84,19 +80,9 @@ def verified_claims(
     key = keyset.keys.get(kid) if kid is not None and kid not in revoked else None
     if key is None:
         key = select_key(parsed, keyset, revoked)
-    # verify_parsed and ParsedToken.payload, inlined (two frames less per token).
-    check = key._checks.get(parsed.alg)
-    if check is None:
-        raise key_alg_error(key, parsed.alg)
-    try:
-        check(parsed.signature, parsed.signing_input)
-    except (InvalidSignature, ValueError):
-        raise BadSignatureError(f"signature does not verify with key {key.kid}") from None
-    try:
-        claims = loads(b64url_decode(parsed.payload_segment))
-    except (ValueError, JSONDecodeError):
-        raise MalformedTokenError("payload is not base64url-encoded JSON") from None
-    if type(claims) is not dict:
-        raise MalformedTokenError("payload is not a JSON object")
+    # The signature and payload steps stay in one place each (jws.py): security code is not
+    # copied for the ~0.2 µs two frames would save (measured with bench.verify_overhead).
+    verify_parsed(parsed, key)
+    claims = parsed.payload()
     check_claims(claims, now, leeway, issuer, audience, required)
     return claims
