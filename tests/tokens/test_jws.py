@@ -186,6 +186,23 @@ def test_payload_must_be_a_json_object() -> None:
             parse_compact(token, allowed_algs={Alg.ES256}).payload()
 
 
+def test_extra_parts_are_named_even_behind_a_valid_header() -> None:
+    # The dot check rides on the strict payload decode: a JWE (five parts) or a four-part
+    # token with a good header must still be called what it is, not a payload or alg error.
+    header, payload, sig = signer_of(Alg.ES256).sign({}).split(".")
+    jwe_header = b64url_encode(orjson.dumps({"alg": "RSA-OAEP", "enc": "A256GCM"})).decode()
+    for token in (f"{header}.{payload}.x.{sig}", f"{jwe_header}.ek.iv.ct.tag"):
+        with pytest.raises(MalformedTokenError, match="three dot-separated parts"):
+            parse_compact(token, allowed_algs=set(Alg))
+
+
+def test_payload_encoding_is_refused_at_parse_before_any_signature_check() -> None:
+    header, _, sig = signer_of(Alg.ES256).sign({}).split(".")
+    for payload in ("e30=", "e3+", "e30!", "e31"):  # padding, '+', foreign, non-canonical
+        with pytest.raises(MalformedTokenError, match="payload is not valid base64url"):
+            parse_compact(f"{header}.{payload}.{sig}", allowed_algs={Alg.ES256})
+
+
 def test_long_kid_refused() -> None:
     token = signer_of(Alg.ES256).sign({})
     header = b64url_encode(orjson.dumps({"alg": "ES256", "kid": "k" * 257}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from math import isfinite
 from typing import Any
 
 from keyturn.errors import (
@@ -19,6 +18,9 @@ from keyturn.errors import (
 
 _ABSENT = object()
 _MAX_EXACT = 2**53
+_MIN_EXACT = -_MAX_EXACT  # a constant: negating per token would allocate a new int
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 def _numeric(name: str, value: object) -> float | int:
@@ -51,9 +53,11 @@ def check_claims(
     """
     # A NaN or infinite ``now``/``leeway`` makes every time comparison below false, so an
     # expired token would pass: fail closed on the caller's configuration instead.
-    if not isfinite(now):
+    # Chained comparisons rather than math.isfinite: NaN fails every comparison, and these
+    # run per token.
+    if not _NEG_INF < now < _INF:
         raise ConfigError("'now' must be a finite number of seconds")
-    if not isfinite(leeway) or leeway < 0:
+    if not 0 <= leeway < _INF:
         raise ConfigError("leeway must be a finite, non-negative number of seconds")
     for name in required:
         if name not in claims:
@@ -63,13 +67,13 @@ def check_claims(
     # Every date is checked for type before any is compared: a malformed date is reported as
     # such, whatever the others say.
     exp = claims.get("exp", _ABSENT)
-    if exp is not _ABSENT and (type(exp) is not int or not -_MAX_EXACT <= exp <= _MAX_EXACT):
+    if exp is not _ABSENT and (type(exp) is not int or not _MIN_EXACT <= exp <= _MAX_EXACT):
         exp = _numeric("exp", exp)
     nbf = claims.get("nbf", _ABSENT)
-    if nbf is not _ABSENT and (type(nbf) is not int or not -_MAX_EXACT <= nbf <= _MAX_EXACT):
+    if nbf is not _ABSENT and (type(nbf) is not int or not _MIN_EXACT <= nbf <= _MAX_EXACT):
         nbf = _numeric("nbf", nbf)
     iat = claims.get("iat", _ABSENT)
-    if iat is not _ABSENT and (type(iat) is not int or not -_MAX_EXACT <= iat <= _MAX_EXACT):
+    if iat is not _ABSENT and (type(iat) is not int or not _MIN_EXACT <= iat <= _MAX_EXACT):
         iat = _numeric("iat", iat)
     if exp is not _ABSENT and now >= exp + leeway:
         raise ExpiredTokenError(f"token expired {now - exp:.0f}s ago", expired_seconds=now - exp)

@@ -192,14 +192,14 @@ class ParsedToken(NamedTuple):
     alg: Alg
     kid: str | None
     signing_input: bytes
-    payload_segment: bytes
+    payload_json: bytes  # the payload segment, base64url-decoded; JSON not yet parsed
     signature: bytes
 
     def payload(self) -> dict[str, Any]:
         try:
-            obj = orjson.loads(b64url_decode(self.payload_segment))
-        except (ValueError, orjson.JSONDecodeError):
-            raise MalformedTokenError("payload is not base64url-encoded JSON") from None
+            obj = orjson.loads(self.payload_json)
+        except orjson.JSONDecodeError:
+            raise MalformedTokenError("payload is not JSON") from None
         if not isinstance(obj, dict):
             raise MalformedTokenError("payload is not a JSON object")
         return obj
@@ -225,9 +225,9 @@ def parse_compact(
             raise TokenTooLargeError(f"token longer than {max_token_bytes} bytes")
     signing_input, _, sig_seg = raw.rpartition(b".")
     header_seg, dot, payload_seg = signing_input.partition(b".")
-    # rpartition and partition leave dots only in the middle part: exactly three parts means
-    # two dots found and none left there (cheaper than counting dots over the whole token).
-    if not dot or b"." in payload_seg:
+    # rpartition and partition leave dots only in the middle part, where the strict decode
+    # below refuses them: no separate scan of the payload for a third dot.
+    if not dot:
         raise MalformedTokenError("a compact JWS has exactly three dot-separated parts")
     if not header_seg or not sig_seg:
         raise MalformedTokenError("empty header or signature")
@@ -237,6 +237,15 @@ def parse_compact(
         signature = b64url_decode(sig_seg)
     except ValueError:
         raise MalformedTokenError("signature is not valid base64url") from None
+    try:
+        # Only base64 here: the JSON inside is parsed after the signature is checked.
+        payload_json = b64url_decode(payload_seg)
+    except ValueError:
+        if b"." in payload_seg:
+            raise MalformedTokenError(
+                "a compact JWS has exactly three dot-separated parts"
+            ) from None
+        raise MalformedTokenError("payload is not valid base64url") from None
     cached = _HEADERS.get(header_seg)
     if cached is None:
         cached = _parse_header(header_seg)
@@ -244,7 +253,7 @@ def parse_compact(
     if alg is None or alg not in allowed_algs:
         raise AlgorithmNotAllowedError(f"algorithm {alg_name!r} is not allowed")
     # tuple.__new__ directly: NamedTuple's generated __new__ is one more Python frame per token.
-    return _new_tuple(ParsedToken, (header, alg, kid, signing_input, payload_seg, signature))
+    return _new_tuple(ParsedToken, (header, alg, kid, signing_input, payload_json, signature))
 
 
 _new_tuple = tuple.__new__
