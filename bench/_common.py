@@ -32,6 +32,7 @@ class Mode:
     http_seconds: float
     tenants: int
     profile: bool
+    algs: tuple[str, ...] = ()  # sign/verify: only these algorithms (empty: all)
 
 
 @dataclass
@@ -206,7 +207,7 @@ def markdown(rows: list[Row]) -> str:
     lines = [head]
     for r in rows:
         rs = r.ratio_spread
-        ratio = f"{r.ratio:.2f} ({rs[0]:.2f}-{rs[1]:.2f})" if r.ratio is not None and rs else "-"
+        ratio = f"{r.ratio:.3f} ({rs[0]:.3f}-{rs[1]:.3f})" if r.ratio is not None and rs else "-"
         notes = ", ".join(f"{k} {v}" for k, v in r.extra.items())
         lines.append(
             f"| {r.bench} | {r.case} | {r.impl} | {fmt_num(r.median)} {r.unit} | "

@@ -240,7 +240,7 @@ def run_sign(mode: Mode) -> list[Row]:
     _quiet_joserfc()
     now = int(time.time())
     rows: list[Row] = []
-    for alg in ALGS:
+    for alg in mode.algs or ALGS:
         fx = fixture(alg, now)
         impls = sign_impls(fx, now)
         _check(impls, f"{alg} sign")
@@ -259,7 +259,7 @@ def run_verify(mode: Mode) -> list[Row]:
     _quiet_joserfc()
     now = int(time.time())
     rows: list[Row] = []
-    for alg in ALGS:
+    for alg in mode.algs or ALGS:
         fx = fixture(alg, now)
         impls = verify_impls(fx)
         _check(impls, f"{alg} verify")
@@ -279,7 +279,7 @@ def _print(rows: list[Row]) -> None:
         lo, hi = r.ratio_spread or (0.0, 0.0)
         say(
             f"  {r.case:<28} {r.impl:<30} {r.median:>10,.0f} {r.unit}  "
-            f"±{r.spread * 50:4.1f}%  ratio {r.ratio:.2f} ({lo:.2f}-{hi:.2f})"
+            f"±{r.spread * 50:4.1f}%  ratio {r.ratio:.3f} ({lo:.3f}-{hi:.3f})"
         )
 
 

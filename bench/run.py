@@ -2,6 +2,7 @@
 
     scripts/bench                      # everything, full mode (quiet machine: ~30 min)
     scripts/bench sign verify          # a named subset
+    scripts/bench verify --algs EdDSA  # one algorithm of the in-process benchmarks
     scripts/bench --quick              # CI: proves the suite runs; ratios reported, not asserted
     scripts/bench --json out.json      # also write every figure as JSON
 
@@ -58,10 +59,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--http-seconds", type=float, help="seconds per wrk run (default 10, quick 2)")
     p.add_argument("--tenants", type=int, help="sweep: tenants (default 100000, quick 2000)")
     p.add_argument("--profile", action="store_true", help="cProfile keyturn's sign/verify/sweep")
+    p.add_argument(
+        "--algs",
+        type=lambda v: tuple(a for a in v.split(",") if a),
+        default=(),
+        metavar="A,B",
+        help="sign/verify: only these algorithms, e.g. EdDSA,ES256 (default: all)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write all figures as JSON")
     p.add_argument("--no-install", action="store_true", help="fail instead of installing tools")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
+    from bench.jose import ALGS
+
+    bad = [a for a in args.algs if a not in ALGS]
+    if bad:
+        p.error(f"unknown algorithm {', '.join(bad)}; choose from {', '.join(ALGS)}")
     if unknown:
         p.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     return args
@@ -86,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         http_seconds=args.http_seconds or (2.0 if args.quick else 10.0),
         tenants=args.tenants or (2000 if args.quick else 100_000),
         profile=args.profile,
+        algs=args.algs,
     )
     try:
         deps.ensure(names, install=not args.no_install)
