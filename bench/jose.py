@@ -157,6 +157,49 @@ def _joserfc_key(key: Any) -> Any:
     return OKPKey.import_key(key)
 
 
+def minimal_verify(fx: Fixture) -> Callable[[], object]:
+    """The floor of a Python verify: the least work per token, none of the hardening. A yardstick.
+
+    Split, decode the signature and the payload, one signature check, parse the claims,
+    compare ``exp``/``nbf``/``iss``/``aud``; the header is compared with the one known header
+    (what keyturn's header cache amounts to). It is faster than ``../shared/MEASURED.md``'s
+    "minimal compact JWS" (which parses the header per token and uses a slower decode), and it
+    must never verify real tokens: no size caps, lenient base64 (``+``/``/`` and non-canonical
+    bits accepted), no key lookup or revocation, no type checks on the claims. The gap between
+    this row and keyturn's is what keyturn's checks cost per token.
+    """
+    import orjson
+    import pybase64
+
+    decode = pybase64.b64decode
+    loads = orjson.loads
+    raw, token, clock = fx.raw_verify, fx.token, time.time
+    header = token.encode().partition(b".")[0]
+    pad = (b"", b"", b"==", b"=")
+    size = {"ES256": 32, "ES384": 48}.get(fx.alg)
+
+    def verify() -> object:
+        signing_input, _, s = token.encode().rpartition(b".")
+        h, _, p = signing_input.partition(b".")
+        if h != header:
+            raise ValueError("unknown header")
+        sig = decode(s + pad[len(s) & 3], b"-_", True)
+        if size is not None:  # JWS r||s to the DER cryptography takes
+            sig = encode_dss_signature(
+                int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
+            )
+        raw(sig, signing_input)
+        c = loads(decode(p + pad[len(p) & 3], b"-_", True))
+        now = clock()
+        if not c["exp"] > now - 60 or c["nbf"] > now + 60:
+            raise ValueError("time")
+        if c["iss"] != ISSUER or c["aud"] != AUDIENCE:
+            raise ValueError("iss/aud")
+        return c
+
+    return verify
+
+
 def verify_impls(fx: Fixture) -> list[tuple[str, Callable[[], object]]]:
     import jwt as pyjwt
     from joserfc import jwt as jjwt
@@ -202,6 +245,7 @@ def verify_impls(fx: Fixture) -> list[tuple[str, Callable[[], object]]]:
         ("keyturn verify_token", keyturn_verify),
         ("PyJWT", pyjwt_verify),
         ("joserfc", joserfc_verify),
+        ("minimal verify (floor, unsafe)", minimal_verify(fx)),
     ]
     verifier = verifier_impl(fx)
     if verifier is not None:

@@ -3,27 +3,28 @@
 The verify benchmark's ratios mix keyturn's Python with the primitive, whose speed drifts by a
 few percent on a shared machine; for EdDSA (a ~110 µs primitive, target 0.95) that drift is
 as large as the whole budget. This script replaces the key's signature check by a no-op and
-times what is left: parsing, key selection, claims. Diagnostic only (not part of ``run.py``):
+times what is left: parsing, key selection, claims; beside it, the verify benchmark's unsafe
+floor (``bench.jose.minimal_verify``), so the difference is what keyturn's checks cost.
+Diagnostic only (not part of ``run.py``):
 
     .venv/bin/python -m bench.verify_overhead
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import timeit
 from collections.abc import Callable
 
 import httpx
 import orjson
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from bench.jose import AUDIENCE, ISSUER, fixture, minimal_verify
 from keyturn.keys import Alg, public_jwk
-from keyturn.tokens.jws import SigningKey, b64url_encode, sign_compact
 from keyturn.tokens.verify import verify_token
 from keyturn.verifier import CacheOptions, Verifier
 
-ISSUER = "https://issuer.example"
 NUMBER = 200_000
 
 
@@ -36,13 +37,9 @@ def _per_call(fn: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    priv = ed25519.Ed25519PrivateKey.generate()
-    jwk = public_jwk(priv.public_key(), Alg.EdDSA, "k1")
-    header = b64url_encode(orjson.dumps({"alg": "EdDSA", "kid": "k1", "typ": "JWT"}))
-    now = int(time.time())
-    claims = {"iss": ISSUER, "aud": "api", "sub": "u1", "iat": now, "nbf": now, "exp": now + 3600}
-    token = sign_compact(header, claims, SigningKey(priv, Alg.EdDSA))
-    body = orjson.dumps({"keys": [jwk]})
+    fx = fixture("EdDSA", int(time.time()))  # the verify benchmark's token and key
+    token = fx.token
+    body = orjson.dumps({"keys": [public_jwk(fx.public, Alg.EdDSA, fx.kid)]})
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=body, headers={"cache-control": "max-age=600"})
@@ -51,20 +48,22 @@ def main() -> None:
         algorithms=["EdDSA"],
         jwks_url="https://issuer.example/jwks",
         accept_issuers=ISSUER,
-        audience="api",
+        audience=AUDIENCE,
         cache=CacheOptions(background=False),
         transport=httpx.MockTransport(handler),
     )
     with verifier:
         verifier.verify(token)  # warm
         keyset = verifier.cache.get()
-        keyset.keys["k1"]._checks[Alg.EdDSA] = _noop
+        keyset.keys[fx.kid]._checks[Alg.EdDSA] = _noop
         algs = frozenset([Alg.EdDSA])
         verify = verifier.verify
+        floor = minimal_verify(dataclasses.replace(fx, raw_verify=_noop))
         rows = {
             "empty call (floor of the harness)": lambda: None,
+            "minimal verify (floor, unsafe)": floor,
             "verify_token": lambda: verify_token(
-                token, keyset, algorithms=algs, now=time.time(), issuer=ISSUER, audience="api"
+                token, keyset, algorithms=algs, now=time.time(), issuer=ISSUER, audience=AUDIENCE
             ),
             "Verifier.verify (warm cache)": lambda: verify(token),
         }
