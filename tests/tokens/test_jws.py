@@ -191,7 +191,12 @@ def test_extra_parts_are_named_even_behind_a_valid_header() -> None:
     # token with a good header must still be called what it is, not a payload or alg error.
     header, payload, sig = signer_of(Alg.ES256).sign({}).split(".")
     jwe_header = b64url_encode(orjson.dumps({"alg": "RSA-OAEP", "enc": "A256GCM"})).decode()
-    for token in (f"{header}.{payload}.x.{sig}", f"{jwe_header}.ek.iv.ct.tag"):
+    for token in (
+        f"{header}.{payload}.x.{sig}",
+        f"{jwe_header}.ek.iv.ct.tag",
+        "a.b.c.d",  # every part bad: still named for its parts first
+        f"{header}.{payload}.{sig}.",  # a trailing dot: an empty fourth part
+    ):
         with pytest.raises(MalformedTokenError, match="three dot-separated parts"):
             parse_compact(token, allowed_algs=set(Alg))
 

@@ -55,6 +55,32 @@ def test_counters(issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerif
     }
 
 
+def test_a_metrics_subclass_overriding_ok_is_still_called(
+    issuer: FakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    # The verifier counts successes through the counter's C method only when ``ok`` is the
+    # stock one; a subclass hooking ``ok`` must not be skipped by that shortcut.
+    from keyturn.verifier import VerifierMetrics
+
+    calls: list[None] = []
+
+    class Hooked(VerifierMetrics):
+        def ok(self) -> None:
+            calls.append(None)
+            super().ok()
+
+    metrics = Hooked()
+    verifier = make_verifier(metrics=metrics)
+    kid = issuer.add_key()
+    verifier.verify(issuer.token(kid))
+    verifier.verify(issuer.token(kid))
+    assert len(calls) == 2
+    assert metrics.snapshot().outcomes["ok"] == 2
+    stock = VerifierMetrics()
+    stock.ok_counter()()
+    assert stock.snapshot().outcomes["ok"] == 1
+
+
 def test_on_event_sees_what_on_call_needs(
     issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from math import isfinite
 from typing import Any
 
 from keyturn.errors import (
@@ -19,8 +20,6 @@ from keyturn.errors import (
 _ABSENT = object()
 _MAX_EXACT = 2**53
 _MIN_EXACT = -_MAX_EXACT  # a constant: negating per token would allocate a new int
-_INF = math.inf
-_NEG_INF = -math.inf
 
 
 def _numeric(name: str, value: object) -> float | int:
@@ -53,11 +52,9 @@ def check_claims(
     """
     # A NaN or infinite ``now``/``leeway`` makes every time comparison below false, so an
     # expired token would pass: fail closed on the caller's configuration instead.
-    # Chained comparisons rather than math.isfinite: NaN fails every comparison, and these
-    # run per token.
-    if not _NEG_INF < now < _INF:
+    if not isfinite(now):
         raise ConfigError("'now' must be a finite number of seconds")
-    if not 0 <= leeway < _INF:
+    if not isfinite(leeway) or leeway < 0:
         raise ConfigError("leeway must be a finite, non-negative number of seconds")
     for name in required:
         if name not in claims:

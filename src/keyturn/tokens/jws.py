@@ -226,9 +226,19 @@ def parse_compact(
     signing_input, _, sig_seg = raw.rpartition(b".")
     header_seg, dot, payload_seg = signing_input.partition(b".")
     # rpartition and partition leave dots only in the middle part, where the strict decode
-    # below refuses them: no separate scan of the payload for a third dot.
+    # refuses them: no separate scan of the payload for a third dot. The payload is decoded
+    # first so that a token with extra parts is called that before anything else is judged.
+    # Only its base64 here: the JSON inside is parsed after the signature is checked.
     if not dot:
         raise MalformedTokenError("a compact JWS has exactly three dot-separated parts")
+    try:
+        payload_json = b64url_decode(payload_seg)
+    except ValueError:
+        if b"." in payload_seg:
+            raise MalformedTokenError(
+                "a compact JWS has exactly three dot-separated parts"
+            ) from None
+        raise MalformedTokenError("payload is not valid base64url") from None
     if not header_seg or not sig_seg:
         raise MalformedTokenError("empty header or signature")
     if len(header_seg) > MAX_HEADER_SEGMENT or len(sig_seg) > MAX_SIGNATURE_SEGMENT:
@@ -237,15 +247,6 @@ def parse_compact(
         signature = b64url_decode(sig_seg)
     except ValueError:
         raise MalformedTokenError("signature is not valid base64url") from None
-    try:
-        # Only base64 here: the JSON inside is parsed after the signature is checked.
-        payload_json = b64url_decode(payload_seg)
-    except ValueError:
-        if b"." in payload_seg:
-            raise MalformedTokenError(
-                "a compact JWS has exactly three dot-separated parts"
-            ) from None
-        raise MalformedTokenError("payload is not valid base64url") from None
     cached = _HEADERS.get(header_seg)
     if cached is None:
         cached = _parse_header(header_seg)

@@ -78,8 +78,6 @@ class VerifierMetrics:
         # the lock) are counted and subtracted: exact, with no lock on the verify path.
         self._ok = itertools.count()
         self._ok_reads = 0
-        # One successful verification: the counter's own C method, no Python frame per token.
-        self.ok: Callable[[], object] = self._ok.__next__
 
     def fetched(self, seconds: float, *, not_modified: bool = False) -> None:
         with self._lock:
@@ -105,6 +103,17 @@ class VerifierMetrics:
     def revoked(self, count: int) -> None:
         with self._lock:
             self._revocations += count
+
+    def ok(self) -> None:
+        """One successful verification (lock-free)."""
+        next(self._ok)
+
+    def ok_counter(self) -> Callable[[], object]:
+        """What a verifier calls per success: ``ok``, or the counter's own C method if no
+        subclass overrides ``ok`` (one Python frame less per token)."""
+        if type(self).ok is VerifierMetrics.ok:
+            return self._ok.__next__
+        return self.ok
 
     def outcome(self, reason: str) -> None:
         if reason == "ok":

@@ -192,7 +192,7 @@ class Verifier:
         self._lock = threading.Lock()
         self._core = self._cache.core
         self._now = self._clock.now
-        self._count_ok = self._cache.metrics.ok
+        self._count_ok = self._cache.metrics.ok_counter()
         if revocations is not None:
             if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
                 feed_transport = transport  # e.g. httpx.MockTransport serves both
