@@ -21,6 +21,7 @@ from keyturn.errors import (
     BadSignatureError,
     MalformedTokenError,
     TokenError,
+    TokenTooLargeError,
 )
 from keyturn.keys.algorithms import SPECS, Alg
 from keyturn.keys.b64 import b64url_decode, b64url_encode
@@ -199,6 +200,19 @@ def test_extra_parts_are_named_even_behind_a_valid_header() -> None:
     ):
         with pytest.raises(MalformedTokenError, match="three dot-separated parts"):
             parse_compact(token, allowed_algs=set(Alg))
+
+
+def test_buffers_parse_like_bytes_and_other_types_are_a_token_error() -> None:
+    token = signer_of(Alg.ES256).sign({"sub": "u"})
+    want = parse_compact(token, allowed_algs={Alg.ES256})
+    for buf in (bytearray(token.encode()), memoryview(token.encode())):
+        assert parse_compact(buf, allowed_algs={Alg.ES256}) == want  # type: ignore[arg-type]
+    too_big = memoryview(bytearray(b"a" * 64)).cast("Q")  # 8 items, 64 bytes
+    with pytest.raises(TokenTooLargeError):
+        parse_compact(too_big, allowed_algs={Alg.ES256}, max_token_bytes=32)  # type: ignore[arg-type]
+    for other in (None, 5, ["a.b.c"]):
+        with pytest.raises(MalformedTokenError, match="str or bytes"):
+            parse_compact(other, allowed_algs={Alg.ES256})  # type: ignore[arg-type]
 
 
 def test_payload_encoding_is_refused_at_parse_before_any_signature_check() -> None:

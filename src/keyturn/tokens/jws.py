@@ -219,10 +219,20 @@ def parse_compact(
             raw = token.encode("ascii")
         except UnicodeEncodeError:
             raise MalformedTokenError("token contains non-ASCII characters") from None
-    else:
+    elif type(token) is bytes:
         raw = token
         if len(raw) > max_token_bytes:
             raise TokenTooLargeError(f"token longer than {max_token_bytes} bytes")
+    elif isinstance(token, bytes | bytearray | memoryview):
+        # A private immutable copy: the header cache needs hashable bytes, and a caller's
+        # buffer must not change between the checks and the signature.
+        if len(token) > max_token_bytes:  # memoryview: len counts items, not bytes
+            raise TokenTooLargeError(f"token longer than {max_token_bytes} bytes")
+        raw = bytes(token)
+        if len(raw) > max_token_bytes:
+            raise TokenTooLargeError(f"token longer than {max_token_bytes} bytes")
+    else:
+        raise MalformedTokenError(f"a token is str or bytes, not {type(token).__name__}")
     signing_input, _, sig_seg = raw.rpartition(b".")
     header_seg, dot, payload_seg = signing_input.partition(b".")
     # rpartition and partition leave dots only in the middle part, where the strict decode
