@@ -70,13 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="fail instead of installing tools")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     from bench.jose import ALGS
 
     bad = [a for a in args.algs if a not in ALGS]
     if bad:
         p.error(f"unknown algorithm {', '.join(bad)}; choose from {', '.join(ALGS)}")
-    if unknown:
-        p.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     return args
 
 

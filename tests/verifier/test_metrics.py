@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
 from keyturn.clock import FakeClock
 from keyturn.errors import BadSignatureError, ExpiredTokenError, UnknownKidError
-from keyturn.verifier import Verifier, VerifierEvent
+from keyturn.verifier import AsyncVerifier, CacheOptions, Verifier, VerifierEvent
 
-from .conftest import FakeIssuer
+from .conftest import ISSUER, FakeIssuer
 
 MakeVerifier = Callable[..., Verifier]
 
@@ -56,7 +57,7 @@ def test_counters(issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerif
 
 
 def test_a_metrics_subclass_overriding_ok_is_still_called(
-    issuer: FakeIssuer, make_verifier: MakeVerifier
+    issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier
 ) -> None:
     # The verifier counts successes through the counter's C method only when ``ok`` is the
     # stock one; a subclass hooking ``ok`` must not be skipped by that shortcut.
@@ -76,6 +77,21 @@ def test_a_metrics_subclass_overriding_ok_is_still_called(
     verifier.verify(issuer.token(kid))
     assert len(calls) == 2
     assert metrics.snapshot().outcomes["ok"] == 2
+
+    async def main() -> None:
+        async with AsyncVerifier(
+            algorithms=["ES256"],
+            issuer=ISSUER,
+            transport=issuer.transport(),
+            cache=CacheOptions(background=False),
+            clock=clock,
+            metrics=metrics,
+        ) as verifier:
+            await verifier.verify(issuer.token(kid))
+
+    asyncio.run(main())
+    assert len(calls) == 3
+    assert metrics.snapshot().outcomes["ok"] == 3
     stock = VerifierMetrics()
     stock.ok_counter()()
     assert stock.snapshot().outcomes["ok"] == 1

@@ -344,6 +344,7 @@ class AsyncVerifier:
         )
         self._core = self._cache.core
         self._now = self._clock.now
+        self._count_ok = self._cache.metrics.ok_counter()
         self._subscriber: RevocationSubscriber | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_client: httpx.AsyncClient | None = None
@@ -412,7 +413,7 @@ class AsyncVerifier:
         except TokenError as exc:
             _record(self._core, exc, parsed)
             raise
-        self._cache.metrics.ok()
+        self._count_ok()
         return claims
 
     async def reload(self) -> KeySet:
