@@ -105,7 +105,7 @@ class JWKSCache:
         self._closed = threading.Event()
         self._refresher: threading.Thread | None = None
         # True once the refresher runs (or is not wanted): get() then skips the check, and
-        # the verifier may take a fresh set straight from ``core.cached`` without calling get().
+        # the verifier may take a fresh set straight from ``core.fresh()`` without calling get().
         self.refresher_ready = False
 
     # -- public API ------------------------------------------------------------------------

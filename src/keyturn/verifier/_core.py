@@ -107,7 +107,7 @@ class CacheCore:
         self.discovery: Discovery | None = None
         self.rediscover = False
         # The last good set with its times. Replaced whole under ``lock``, never mutated, so
-        # the verify hot path may read it without the lock (one attribute read).
+        # fresh() and the verify hot path read it without the lock (one attribute read).
         self.cached: CachedSet | None = None
         self.revoked: frozenset[str] = frozenset()
         self._failures = 0

@@ -233,25 +233,14 @@ class Verifier:
             cache = self._cache
             core = self._core
             now = self._now()
-            # Warm cache: the fresh set straight from the core, with no call (it is replaced
-            # whole, never mutated). Otherwise get() loads, refreshes or serves stale.
-            cached = core.cached
-            if cached is not None and now < cached.expires_at and cache.refresher_ready:
-                keyset = cached.keyset
-            else:
+            # Warm cache, once the refresher runs: the fresh set from the core's lock-free read,
+            # with no get() call. Otherwise get() loads, refreshes or serves stale.
+            keyset = core.fresh(now) if cache.refresher_ready else None
+            if keyset is None:
                 keyset = cache.get()
                 now = self._now()  # get() may have waited for a fetch
             try:
-                claims = verified_claims(
-                    parsed,
-                    keyset,
-                    core.revoked,
-                    now,
-                    rules.leeway,
-                    rules.issuer,
-                    rules.audience,
-                    rules.required,
-                )
+                claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
@@ -387,23 +376,12 @@ class AsyncVerifier:
             core = self._core
             now = self._now()
             # As in Verifier.verify: a warm cache costs no await.
-            cached = core.cached
-            if cached is not None and now < cached.expires_at and cache.refresher_ready:
-                keyset = cached.keyset
-            else:
+            keyset = core.fresh(now) if cache.refresher_ready else None
+            if keyset is None:
                 keyset = await cache.get()
                 now = self._now()
             try:
-                claims = verified_claims(
-                    parsed,
-                    keyset,
-                    core.revoked,
-                    now,
-                    rules.leeway,
-                    rules.issuer,
-                    rules.audience,
-                    rules.required,
-                )
+                claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
                 fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
