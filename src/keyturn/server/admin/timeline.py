@@ -247,9 +247,10 @@ def build_timeline(
     def x(t: float) -> float:
         return round(plot_left + (min(max(t, start), end) - start) * scale, 1)
 
-    lines = [ln for ln in key_lines(keys, steps, now, end) if any(s.end > start for s in ln.spans)][
-        -MAX_LINES:
-    ]
+    shown = [ln for ln in key_lines(keys, steps, now, end) if any(s.end > start for s in ln.spans)]
+    # The ring's own keys first (the newest, if there are too many), then the plan's new keys.
+    real = [ln for ln in shown if not ln.invented][-MAX_LINES:]
+    lines = real + [ln for ln in shown if ln.invented][: MAX_LINES - len(real)]
     pre, ret = policy.prepublication, policy.retention
     bars: list[Bar] = []
     for i, ln in enumerate(lines):
@@ -264,7 +265,7 @@ def build_timeline(
                 Rect(
                     x0,
                     max(x1 - x0, 1.0),
-                    f"seg st-{s.state}" + (" planned" if s.planned else ""),
+                    f"seg st-{s.state}" + (" future" if s.planned else ""),
                     STATE_FILL.get(s.state, "#a0a7b4"),
                     f"{verb}{s.state} {when(s.start)} to {when(s.end)} UTC",
                 )

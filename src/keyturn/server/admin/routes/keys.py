@@ -35,7 +35,10 @@ IMPORT_FORMATS = ("pem", "pkcs12", "jwk")
 
 def outcome_message(action: str, outcome: Outcome) -> str:
     """What an action did, in one sentence naming the keys."""
-    for ev in outcome.change.events:
+    events = outcome.change.events
+    # revoke-all records one key.revoked per key, then key.replaced_all: name the whole act.
+    events = [e for e in events if e.event == "key.replaced_all"] or events
+    for ev in events:
         if ev.event == "key.rotated":
             return (
                 f"Rotated: {ev.kid} signs now; {ev.details.get('previous')} stays published "

@@ -22,7 +22,7 @@ from keyturn.server.auth import Right
 from keyturn.store.sql import Tenant
 
 PREVIEW_HORIZON = 30 * 86400
-PREVIEW_ROWS = 12
+PREVIEW_ROWS = 6
 
 
 def violations_of(policy: Policy) -> list[str]:
@@ -43,6 +43,8 @@ class Preview:
     steps_new: list[Step] | None  # None: the policy is not even well-formed
     timeline_new: str
     alg_changes: bool
+    now_pairs: list[tuple[str, str]]
+    signing: str | None
 
 
 def preview(tenant: Tenant, ring: Ring, policy: Policy, now: float, base: str) -> Preview:
@@ -50,8 +52,10 @@ def preview(tenant: Tenant, ring: Ring, policy: Policy, now: float, base: str) -
     violations = violations_of(policy)
     steps_now = plan(ring, now, PREVIEW_HORIZON)
     structural = any("must" in v for v in violations)
+    pairs = [(k.kid, k.state.value) for k in ring.published]
+    signing = ring.current.kid if ring.current else None
     if structural:
-        return Preview(policy, violations, steps_now, None, "", False)
+        return Preview(policy, violations, steps_now, None, "", False, pairs, signing)
     sim = Ring(ring.tenant, policy, list(ring.keys))
     sim.extend_retention(now)  # as set_policy does: previous keys keep the new retention
     href = f"{base}/t/{tenant.name}/keys/"
@@ -62,6 +66,8 @@ def preview(tenant: Tenant, ring: Ring, policy: Policy, now: float, base: str) -
         plan(sim, now, PREVIEW_HORIZON),
         timeline_svg(sim, now, key_href=lambda kid: href + kid, ident="tl-new"),
         (policy.alg, policy.rsa_bits) != (tenant.policy.alg, tenant.policy.rsa_bits),
+        pairs,
+        signing,
     )
 
 

@@ -21,7 +21,7 @@ from keyturn.server.auth import Right
 from keyturn.store.sql import AuditRecord, Tenant
 
 PLAN_HORIZON = 30 * 86400
-PLAN_ROWS = 40
+PLAN_ROWS = 12
 AUDIT_ROWS = 25
 OLD_KEY_ROWS = 20  # retired and revoked keys shown (newest first)
 TENANTS_PER_PAGE = 100
