@@ -247,7 +247,12 @@ def build_timeline(
     def x(t: float) -> float:
         return round(plot_left + (min(max(t, start), end) - start) * scale, 1)
 
-    shown = [ln for ln in key_lines(keys, steps, now, end) if any(s.end > start for s in ln.spans)]
+    shown = [
+        ln
+        for ln in key_lines(keys, steps, now, end)
+        if any(s.end > start for s in ln.spans)
+        or (ln.revoked_at is not None and ln.revoked_at >= start)
+    ]
     # The ring's own keys first (the newest, if there are too many), then the plan's new keys.
     real = [ln for ln in shown if not ln.invented][-MAX_LINES:]
     lines = real + [ln for ln in shown if ln.invented][: MAX_LINES - len(real)]
@@ -264,7 +269,7 @@ def build_timeline(
             rects.append(
                 Rect(
                     x0,
-                    max(x1 - x0, 1.0),
+                    round(max(x1 - x0, 1.0), 1),
                     f"seg st-{s.state}" + (" future" if s.planned else ""),
                     STATE_FILL.get(s.state, "#a0a7b4"),
                     f"{verb}{s.state} {when(s.start)} to {when(s.end)} UTC",
@@ -279,7 +284,7 @@ def build_timeline(
                 shades.append(
                     Rect(
                         x0,
-                        max(x1 - x0, MIN_SHADE_PX),
+                        round(max(x1 - x0, MIN_SHADE_PX), 1),
                         "shade prepub",
                         f"url(#{ident}-hatch)",
                         f"pre-publication: in the JWKS at least C+S = {fmt_duration(pre)} "
@@ -295,7 +300,7 @@ def build_timeline(
                 shades.append(
                     Rect(
                         x0,
-                        max(x1 - x0, MIN_SHADE_PX),
+                        round(max(x1 - x0, MIN_SHADE_PX), 1),
                         "shade retention",
                         f"url(#{ident}-dots)",
                         f"retention: stays published max(2T, T+C+S) = {fmt_duration(ret)} "
