@@ -17,9 +17,15 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from keyturn.keys.algorithms import Alg
+from keyturn.ring.model import Policy
+from keyturn.ring.ring import Ring
+from keyturn.server.admin.timeline import timeline_svg
+
 from ..keys.test_importing import p12, self_signed
 from .browser import FOCUSED_MATCHES_JS, UNLABELLED_JS, launch, screenshot_dir
 from .live import LiveServer
+from .test_admin_timeline import key
 
 pytestmark = pytest.mark.slow
 
@@ -335,3 +341,48 @@ def test_tenants_and_tenant_page_screenshots(console: Console, api: httpx.Client
     assert console.page.locator("svg.timeline .revoked").count() == 1
     console.shot("tenant")
     console.page.locator("svg.timeline").screenshot(path=str(console.shots / "timeline.png"))
+
+
+def test_timeline_of_a_season(browser: Any, shots: Path) -> None:
+    """Five weeks of a weekly ring, drawn as the tenant page draws it (the README's picture).
+
+    A live server's keys are all seconds old; this ring has a history: weekly rotations, the
+    retention of each previous key, one previous key revoked, and the plan ahead.
+    """
+    day = 86400.0
+    t0 = 1_793_491_200.0  # 2026-11-01 00:00 UTC
+    policy = Policy(
+        alg=Alg.ES256,
+        rotation_period=7 * day,
+        token_ttl=12 * 3600,
+        jwks_max_age=3600,
+        clock_skew=300,
+    )  # retention max(2T, T+C+S) = 1d
+    ring = Ring("payments", policy, [])
+    ring.bootstrap(t0, key("k0-bootstrap-current"), key("k1-first-next"))
+    for week in range(1, 5):
+        at = t0 + week * 7 * day
+        ring.rotate(at, key(f"k{week + 1}-week-{week}"))
+        if week < 4:
+            ring.retire_due(at + day)  # the scheduler retires the previous key on time
+    now = t0 + 28.75 * day
+    ring.revoke("k3-week-2", t0 + 28.5 * day, "found in a CI log", None)
+    svg = timeline_svg(ring, now)
+    css = (Path(__file__).parents[2] / "src/keyturn/server/admin/static/admin.css").read_text()
+    context = browser.new_context(viewport={"width": 1100, "height": 600})
+    try:
+        page = context.new_page()
+        page.set_content(
+            f"<!doctype html><html><head><style>{css}</style></head><body><main>"
+            f'<section class="card timeline-card">{svg}</section></main></body></html>'
+        )
+        picture = page.locator("svg.timeline")
+        # In the window (the last 10 days, the next 10): k2 to k5 and the plan's next key.
+        assert picture.locator(".bar").count() == 5
+        assert picture.locator(".revoked").count() == 1
+        assert picture.locator(".shade.retention").count() >= 3
+        box = picture.bounding_box()
+        assert box is not None and box["height"] > 150
+        picture.screenshot(path=str(shots / "timeline-season.png"))
+    finally:
+        context.close()
