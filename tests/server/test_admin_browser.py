@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from keyturn.keys.algorithms import Alg
 from keyturn.ring.model import Policy
 from keyturn.ring.ring import Ring
+from keyturn.server.admin.app import STATIC_DIR
 from keyturn.server.admin.timeline import timeline_svg
 
 from ..keys.test_importing import p12, self_signed
@@ -93,6 +94,7 @@ class Console:
         raise AssertionError(f"Tab never reached {selector}")
 
     def flash(self) -> str:
+        self.assert_labelled()  # every page an action lands on gets the label check too
         return str(self.page.locator("[role=status], [role=alert]").first.inner_text())
 
     def shot(self, name: str, full: bool = True, mask: list[Any] | None = None) -> None:
@@ -165,10 +167,16 @@ def test_rotate_then_revoke_a_previous_key(console: Console, api: httpx.Client) 
     assert page.locator("h1 .badge").inner_text() == "previous"
     assert old_current in page.locator("pre.jwk").inner_text()
     console.shot("key-page")
-    page.fill("#rk-reason", "laptop stolen")
-    page.check("#rk-confirm")
+    # Keyboard only: reason, the confirmation box (Space), the button (Enter).
+    console.tab_to("#rk-reason")
+    page.keyboard.type("laptop stolen")
+    page.keyboard.press("Tab")
+    assert page.evaluate(FOCUSED_MATCHES_JS, "#rk-confirm")
+    page.keyboard.press("Space")
+    assert page.is_checked("#rk-confirm")
+    page.keyboard.press("Tab")
     with page.expect_navigation():
-        page.click("form[action$='/revoke'] button")
+        page.keyboard.press("Enter")
     assert f"Revoked {old_current} (was previous)" in console.flash()
     assert old_current not in jwks_kids(api, tenant)
     feed = api.get(f"/t/{tenant}/revocations.json").json()
@@ -368,7 +376,7 @@ def test_timeline_of_a_season(browser: Any, shots: Path) -> None:
     now = t0 + 28.75 * day
     ring.revoke("k3-week-2", t0 + 28.5 * day, "found in a CI log", None)
     svg = timeline_svg(ring, now)
-    css = (Path(__file__).parents[2] / "src/keyturn/server/admin/static/admin.css").read_text()
+    css = (STATIC_DIR / "admin.css").read_text()
     context = browser.new_context(viewport={"width": 1100, "height": 600})
     try:
         page = context.new_page()
