@@ -382,3 +382,65 @@ async def test_tenant_page_draws_the_timeline(
     assert svg.count('class="revoked"') == 1
     assert "&lt;script&gt;x&lt;/script&gt;" in svg and "<script" not in r.text
     assert f'href="/admin/t/default/keys/{prev}"' in svg
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/admin/t/acme/rotate", id="rotate"),
+        pytest.param("/admin/t/acme/rotate-and-revoke", id="rotate-and-revoke"),
+        pytest.param("/admin/t/acme/revoke-all", id="revoke-all"),
+        pytest.param("/admin/t/acme/keys/KID/revoke", id="revoke-key"),
+        pytest.param("/admin/t/acme/policy", id="policy"),
+        pytest.param("/admin/tenants", id="create-tenant"),
+        pytest.param("/admin/apikeys", id="create-apikey"),
+    ],
+)
+async def test_a_viewer_changes_nothing(
+    client: httpx.AsyncClient,
+    api_keys: ApiKeyStore,
+    ready_service: KeyService,
+    acme: str,
+    path: str,
+) -> None:
+    _, token = api_keys.create("viewer", tenant=acme, actor="test")
+    await signed_in(client, token)
+    csrf = await csrf_of(client)
+    before = ring_states(ready_service, acme)
+    kid = kid_in(ready_service, KeyState.NEXT, acme)
+    keys_before = len(api_keys.list())
+    form = {
+        "csrf": csrf,
+        "current": kid_in(ready_service, KeyState.CURRENT, acme),
+        "reason": "r",
+        "confirm": "yes",
+        "confirm_name": acme,
+        "op": "save",
+        "rotation_period": "7d",
+        "name": "other",
+        "role": "admin",
+    }
+    r = await client.post(path.replace("KID", kid), data=form)
+    assert r.status_code == 403
+    assert_secured(r)
+    assert ring_states(ready_service, acme) == before
+    assert ready_service.tenant(acme).policy.rotation_period == 30 * 86400
+    assert "other" not in {t.name for t in ready_service.tenants()}
+    assert len(api_keys.list()) == keys_before
+
+
+async def test_a_viewer_cannot_import(
+    client: httpx.AsyncClient, api_keys: ApiKeyStore, ready_service: KeyService, acme: str
+) -> None:
+    _, token = api_keys.create("viewer", tenant=acme, actor="test")
+    await signed_in(client, token)
+    csrf = await csrf_of(client)
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    before = ring_states(ready_service, acme)
+    r = await client.post(
+        "/admin/t/acme/import", data={"csrf": csrf}, files={"file": ("k.pem", pem)}
+    )
+    assert r.status_code == 403
+    assert ring_states(ready_service, acme) == before
