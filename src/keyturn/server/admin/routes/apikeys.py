@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 from keyturn.errors import InvalidInputError, NotFoundError
 from keyturn.server.admin.context import AdminContext, Me
 from keyturn.server.auth import RIGHTS, Right
-from keyturn.store.apikeys import Role
+from keyturn.store.apikeys import ApiKey, Role
 
 KEY_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 SCOPE = "*apikeys"
@@ -41,10 +41,10 @@ class ApiKeyRoutes:
         ctx = self.ctx
         show_revoked = request.query_params.get("revoked") == "1"
 
-        def load() -> tuple[list[object], list[str]]:
+        def load() -> tuple[list[ApiKey], list[str]]:
             keys = ctx.api_keys.list(include_revoked=show_revoked)
             keys.sort(key=lambda k: (k.revoked_at is not None, -k.created_at))
-            return list(keys), [t.name for t in ctx.service.tenants()]
+            return keys, [t.name for t in ctx.service.tenants()]
 
         keys, tenants = await ctx.run(load)
         resp = ctx.render(
