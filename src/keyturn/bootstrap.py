@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from keyturn.clock import Clock
+from keyturn.clock import ServiceClock
 from keyturn.config import Settings
 from keyturn.errors import ConfigError, TenantExistsError, TenantNotFoundError
 from keyturn.keys.sealing import Sealer
@@ -52,7 +52,7 @@ def fault_hook_from_env(env: Mapping[str, str]) -> FaultHook | None:
 
 
 def open_service(
-    settings: Settings, *, create: bool = False, clock: Clock | None = None
+    settings: Settings, *, create: bool = False, clock: ServiceClock | None = None
 ) -> KeyService:
     """Open the store (migrating it to the latest schema) and the master keys."""
     if create:
