@@ -306,8 +306,8 @@ async def test_serve_wiring_metrics_on_by_default_and_no_metrics(
     import dataclasses
 
     from keyturn.cli import build_parser
-    from keyturn.keys.sealing import MasterKey, write_master_key_file
     from keyturn.cli.serve import _options
+    from keyturn.keys.sealing import MasterKey, write_master_key_file
     from keyturn.server.serve import build_app
 
     # build_app opens its own service, as `keyturn serve` does (no key is opened here).

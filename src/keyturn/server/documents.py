@@ -22,6 +22,7 @@ import orjson
 from keyturn.config import Settings
 from keyturn.errors import InvalidInputError, TenantNotFoundError
 from keyturn.ring.model import KeyState, check_tenant_name
+from keyturn.ring.policy_contract import DURATION_FIELDS
 from keyturn.ring.ring import Ring
 from keyturn.service import KeyService, jwks_document
 
@@ -169,12 +170,7 @@ def render(
         # The timing policy, in seconds, so tools (keyturn diagnose) can judge whether the
         # caches in front of this issuer are safe for its rotation. Public by nature: it is
         # visible anyway in the JWKS headers and the rhythm of kid changes.
-        "keyturn_policy": {
-            "rotation_period": tenant.policy.rotation_period,
-            "token_ttl": tenant.policy.token_ttl,
-            "jwks_max_age": tenant.policy.jwks_max_age,
-            "clock_skew": tenant.policy.clock_skew,
-        },
+        "keyturn_policy": {f: getattr(tenant.policy, f) for f in DURATION_FIELDS},
     }
     if extra:
         for key in ("*", name):
