@@ -52,6 +52,11 @@ NOTIFY_CHANNEL = "keyturn_keys"
 FaultHook = Callable[[str], None]
 
 
+def _next_rotation_at(keys: Any, tenants: Any) -> Any:
+    """``ring.policy_contract.next_rotation_at`` as an SQL expression: activated_at + R."""
+    return keys.c.activated_at + tenants.c.rotation_period
+
+
 def _audit_hash(prev: str, rec: dict[str, Any]) -> str:
     body = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + body).hexdigest()
@@ -340,9 +345,7 @@ class Tx:
         ~500/s on the first pass, ~2,400/s once ANALYZE had run).
         """
         t, k = s.tenants, s.keys
-        rotating = and_(
-            k.c.state == KeyState.CURRENT.value, k.c.activated_at + t.c.rotation_period <= now
-        )
+        rotating = and_(k.c.state == KeyState.CURRENT.value, _next_rotation_at(k, t) <= now)
         retiring = and_(k.c.state == KeyState.PREVIOUS.value, k.c.retire_after <= now)
         rot = func.max(case((rotating, 1), else_=0))
         q = (
@@ -545,7 +548,7 @@ class SqlStore:
         One query for all tenants (current and next joined in); a count only at the cap.
         """
         t, cur, nxt = s.tenants, s.keys.alias("cur"), s.keys.alias("nxt")
-        due = cur.c.activated_at + t.c.rotation_period
+        due = _next_rotation_at(cur, t)
         rows: list[RotationRow] = []
         with self.read() as tx:
             if limit > 0:
