@@ -272,15 +272,20 @@ class KeyService:
         jwks_max_age: float | None = None,
         clock_skew: float | None = None,
         rsa_bits: int | None = None,
+        **unknown: object,
     ) -> Outcome:
-        """``change_policy`` with the fields as keywords (``None``: unchanged)."""
-        change = PolicyChange(
-            alg=alg,
-            rotation_period=rotation_period,
-            token_ttl=token_ttl,
-            jwks_max_age=jwks_max_age,
-            clock_skew=clock_skew,
-            rsa_bits=rsa_bits,
+        """``change_policy`` with the fields as keywords (``None``: unchanged); any other keyword
+        is an invalid-input error naming it, as from the API."""
+        change = PolicyChange.from_mapping(
+            {
+                "alg": alg,
+                "rotation_period": rotation_period,
+                "token_ttl": token_ttl,
+                "jwks_max_age": jwks_max_age,
+                "clock_skew": clock_skew,
+                "rsa_bits": rsa_bits,
+                **unknown,
+            }
         )
         return self.change_policy(name, change, actor=actor, force=force)
 
