@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from keyturn.cli._parsers import Parents, Subparsers
-from keyturn.cli.output import Out, read_arg
+from keyturn.cli.output import Out, indented_table, read_arg
 from keyturn.config import Settings
 from keyturn.diagnose._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT
 from keyturn.diagnose.core import ASSUMED_OVERLAP, DEFAULT_LEEWAY, diagnose
@@ -144,14 +144,6 @@ def cmd_inspect_jwks(args: argparse.Namespace, settings: Settings, out: Out) -> 
 
 
 # --- text rendering ------------------------------------------------------------------------
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers] + [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-
-
 def render_jwks(r: JwksReport) -> str:
     f = r.fetch
     status = f"HTTP {f.status}" if f.status else "no response"
@@ -173,7 +165,9 @@ def render_jwks(r: JwksReport) -> str:
                 [k.kid, k.kty, k.alg, k.use, size.strip() or None, tp,
                  "yes" if k.usable else f"no: {k.skip_reason}"]
             )  # fmt: skip
-        lines.append(_table(["KID", "KTY", "ALG", "USE", "SIZE", "KID=THUMBPRINT", "USABLE"], rows))
+        lines.append(
+            indented_table(["KID", "KTY", "ALG", "USE", "SIZE", "KID=THUMBPRINT", "USABLE"], rows)
+        )
     cc = r.cache_control
     offset = r.clock_offset
     lines.append(f"  Cache-Control: {cc.raw or '(none)'}")
