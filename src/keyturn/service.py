@@ -3,6 +3,12 @@
 Key generation and sealing happen before the transaction opens, so the database lock is held
 only for a few statements. Every operation re-reads the ring under the tenant lock and decides
 there, so concurrent callers (CLI, API, scheduler, other replicas) serialise safely.
+
+The service is typed against the ``KeyStore`` Protocol (``keyturn.store.interface``), and it
+is the faces' only way to the data: besides the operations it has the reads they need
+(``public_keys``, ``published_keys``, ``key_versions``, ``audit_records``,
+``verify_audit_chain``, ``rotation_rows``, ``api_keys``). Policy changes arrive typed, as a
+``PolicyChange``.
 """
 
 from __future__ import annotations
