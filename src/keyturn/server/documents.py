@@ -21,6 +21,7 @@ import anyio.to_thread
 import orjson
 
 from keyturn.config import Settings
+from keyturn.errors import CacheBusyError as CacheBusyError  # re-exported
 from keyturn.errors import InvalidInputError, TenantNotFoundError
 from keyturn.ring.model import KeyState, check_tenant_name
 from keyturn.ring.ring import Ring
@@ -34,10 +35,6 @@ DEFAULT_MAX_FILLS = 8
 # Misses that may wait for one of those reads; beyond that a miss is refused (503) rather than
 # queued without bound behind a flood.
 DEFAULT_MAX_WAITING_FILLS = 256
-
-
-class CacheBusyError(Exception):
-    """Too many cache misses are waiting for the store; try again shortly."""
 
 
 JWKS_CONTENT_TYPE = b"application/jwk-set+json"

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import orjson
 
-from keyturn.errors import ConfigError, JWKSUnavailableError, KeyturnError
+from keyturn.errors import ConfigError, KeyturnError
+from keyturn.errors import FeedError as FeedError  # re-exported
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
@@ -42,12 +43,6 @@ from keyturn.verifier._options import HTTPOptions, RevocationFeed
 MAX_EVENT_BYTES = 256 * 1024
 # A stream must have lasted this long for its "reconnect" to skip the backoff.
 MIN_PLANNED_STREAM = 1.0
-
-
-class FeedError(JWKSUnavailableError):
-    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
-
-    code = "revocation_feed_failed"
 
 
 def check_feed_config(feed: RevocationFeed, issuer: str | None) -> None:
