@@ -177,6 +177,16 @@ class CacheControl:
             return 0
         return self.max_age
 
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "raw": self.raw,
+            "max_age": self.max_age,
+            "s_maxage": self.s_maxage,
+            "no_store": self.no_store,
+            "no_cache": self.no_cache,
+            "private": self.private,
+        }
+
 
 def _delta_seconds(value: str | None) -> int | None:
     if value is None:

@@ -21,7 +21,6 @@ from keyturn.diagnose._http import (
     DEFAULT_TIMEOUT,
     Fetch,
     fetch,
-    is_loopback,
     parse_http_date,
 )
 from keyturn.diagnose.jwks import JwksReport, analyse_jwks
@@ -50,6 +49,7 @@ from keyturn.errors import (
     TokenError,
     UnsupportedHeaderError,
 )
+from keyturn.jwks_http import discovery_url, plain_http_refused
 from keyturn.keys.algorithms import Alg
 from keyturn.keys.b64 import b64url_decode
 from keyturn.tokens.claims import validate_claims
@@ -65,7 +65,6 @@ ASSUMED_SOURCE = "assumed"
 DEFAULT_LEEWAY = 60.0
 # ``Date`` has one-second resolution and crosses a network: smaller offsets are noise.
 CLOCK_OFFSET_NOTICE = 5.0
-DISCOVERY_PATH = "/.well-known/openid-configuration"
 REGISTERED_SHOWN = ("iss", "aud", "sub", "azp", "jti")
 TIME_CLAIMS = ("iat", "nbf", "exp")
 POLICY_FIELDS = ("rotation_period", "token_ttl", "jwks_max_age", "clock_skew")
@@ -209,7 +208,7 @@ class _Diagnosis:
 
     # --- facts ---------------------------------------------------------------------------
     def _get(self, url: str, headers: dict[str, str] | None = None) -> Fetch:
-        if url.startswith("http://") and not is_loopback(url):
+        if plain_http_refused(url):
             self.findings.append(
                 Finding("warning", "plain_http", f"{url} is plain HTTP: verifiers should refuse it")
             )
@@ -247,7 +246,7 @@ class _Diagnosis:
 
     def _load_discovery(self) -> None:
         assert self.issuer is not None
-        url = self.issuer.rstrip("/") + DISCOVERY_PATH
+        url = discovery_url(self.issuer)
         result = self._get(url)
         if not result.ok or result.body is None:
             self.discovery = DiscoveryReport(result, error=result.error or "no body")

@@ -26,6 +26,7 @@ import orjson
 
 from keyturn.errors import ConfigError, KeyturnError
 from keyturn.errors import FeedError as FeedError  # re-exported
+from keyturn.jwks_http import revocations_stream_url, revocations_url
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
@@ -197,9 +198,9 @@ class RevocationSubscriber:
             discovery = parse_discovery(response, core.issuer)
         if self.feed.mode == "stream":
             found = discovery.revocations_stream_uri if discovery else None
-            return found or core.issuer.rstrip("/") + "/revocations/stream"
+            return found or revocations_stream_url(core.issuer)
         found = discovery.revocations_uri if discovery else None
-        return found or core.issuer.rstrip("/") + "/revocations.json"
+        return found or revocations_url(core.issuer)
 
     def _check_issuer(self, doc: dict[str, Any]) -> None:
         named = doc.get("issuer")
