@@ -85,3 +85,23 @@ def test_old_import_paths_still_work() -> None:
     assert ApiKeyNotFoundError is E.ApiKeyNotFoundError
     assert DiscoveryError is DiscoveryError2 is E.DiscoveryError
     assert FeedError is FeedError2 is E.FeedError
+
+
+def test_no_keyturn_error_is_defined_outside_errors() -> None:
+    import importlib
+    import pkgutil
+
+    import keyturn
+
+    for mod in pkgutil.walk_packages(keyturn.__path__, "keyturn."):
+        if ".migrations." not in mod.name:  # Alembic scripts run only under Alembic
+            importlib.import_module(mod.name)
+    todo: list[type[E.KeyturnError]] = [E.KeyturnError]
+    outside: list[str] = []
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            todo.append(sub)
+            if sub.__module__ != "keyturn.errors" and sub.__module__.startswith("keyturn."):
+                outside.append(f"{sub.__module__}.{sub.__qualname__}")
+    assert outside == []
