@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from keyturn.jwks_http import CacheControl as CacheControl  # re-exported
-from keyturn.jwks_http import get_capped, is_loopback_url
+from keyturn.jwks_http import get_capped
 from keyturn.jwks_http import parse_cache_control as parse_cache_control  # re-exported
 
 DEFAULT_TIMEOUT = 5.0
@@ -49,11 +49,6 @@ def parse_http_date(value: str | None) -> float | None:
     if dt.tzinfo is None:
         return None
     return dt.timestamp()
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url``'s host is loopback (the rule is ``keyturn.jwks_http``'s)."""
-    return is_loopback_url(url)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import httpx
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.errors import JWKSUnavailableError, KeyturnError
+from keyturn.jwks_http import discovery_url
 from keyturn.tokens import KeySet
 from keyturn.verifier._core import CacheCore, CacheStatus
 from keyturn.verifier._http import (
-    discovery_url,
     get_sync,
     interpret_jwks,
     jwks_headers,

@@ -26,14 +26,12 @@ import orjson
 
 from keyturn.errors import ConfigError, KeyturnError
 from keyturn.errors import FeedError as FeedError  # re-exported
-from keyturn.jwks_http import revocations_stream_url, revocations_url
+from keyturn.jwks_http import check_url, discovery_url, revocations_stream_url, revocations_url
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
     USER_AGENT,
     check_status,
-    check_url,
-    discovery_url,
     get_async,
     parse_discovery,
     parse_json_object,

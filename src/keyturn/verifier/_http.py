@@ -1,8 +1,8 @@
 """Safe HTTP for the verifier: capped reads, no redirects, conditional JWKS GET.
 
 The contract itself (URL rules, ``Cache-Control``, the capped GET) lives in
-``keyturn.jwks_http``; ``check_url``, ``discovery_url`` and ``is_loopback`` are re-exported here
-for the modules that import them from this one.
+``keyturn.jwks_http``; this module adds the verifier's error wording, discovery parsing and
+the conditional JWKS fetch.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ import orjson
 
 from keyturn.errors import ConfigError, InvalidInputError, JWKSUnavailableError
 from keyturn.errors import DiscoveryError as DiscoveryError  # re-exported
-from keyturn.jwks_http import CappedResponse, aget_capped, get_capped, parse_cache_control
-from keyturn.jwks_http import check_url as check_url  # re-exported
-from keyturn.jwks_http import discovery_url as discovery_url  # re-exported
-from keyturn.jwks_http import is_loopback as is_loopback  # re-exported
+from keyturn.jwks_http import (
+    CappedResponse,
+    aget_capped,
+    check_url,
+    get_capped,
+    parse_cache_control,
+)
 from keyturn.tokens import KeySet
 from keyturn.verifier._options import HTTPOptions
 
