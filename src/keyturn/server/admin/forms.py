@@ -10,14 +10,21 @@ from keyturn.errors import InvalidInputError
 from keyturn.keys.algorithms import ALLOWED_RSA_BITS, Alg, parse_alg
 from keyturn.ring.model import Policy
 from keyturn.ring.policy import fmt_duration
+from keyturn.ring.policy_contract import DURATION_FIELDS as CONTRACT_DURATIONS
+from keyturn.ring.policy_contract import PolicyChange
 
 MAX_REASON = 500
-# (form field, Policy attribute, label with its letter from the timing rules)
-DURATION_FIELDS = (
-    ("token_ttl", "T: longest token lifetime"),
-    ("jwks_max_age", "C: JWKS max-age"),
-    ("clock_skew", "S: clock skew"),
-    ("rotation_period", "R: rotation period"),
+# How the form names each duration of the policy contract, with its letter from the rules.
+DURATION_LABELS = {
+    "token_ttl": "T: longest token lifetime",
+    "jwks_max_age": "C: JWKS max-age",
+    "clock_skew": "S: clock skew",
+    "rotation_period": "R: rotation period",
+}
+# (field, label) in the form's order (T, C, S, R); every duration of the contract, no other.
+DURATION_FIELDS = tuple(
+    (name, DURATION_LABELS[name])
+    for name in sorted(CONTRACT_DURATIONS, key=list(DURATION_LABELS).index)
 )
 ALGS = [a.value for a in Alg]
 RSA_BITS = list(ALLOWED_RSA_BITS)
@@ -30,6 +37,13 @@ class PolicyForm:
     values: dict[str, str]
     policy: Policy
     force: bool
+
+    def change_from(self, current: Policy) -> PolicyChange:
+        """Only the fields that differ from ``current`` (what saving changes and audits)."""
+        new, old = self.policy.to_dict(), current.to_dict()
+        return PolicyChange.from_mapping(
+            {k: getattr(self.policy, k) for k in new if new[k] != old[k]}
+        )
 
 
 def policy_values(p: Policy) -> dict[str, str]:

@@ -1,8 +1,8 @@
-"""The console's reads that :class:`KeyService` does not offer yet, in one place.
+"""The console's reads beyond a single tenant's ring, all through :class:`KeyService`.
 
-Issue #15: faces must not reach into the store. Until the service grows read methods for
-these (published keys of many tenants, audit pages, the chain check), this module is the only
-part of the console that touches ``service.store``, so switching is a change here alone.
+Issue #15: faces do not reach into the store. These were ``service.store`` transactions until
+the service grew read methods for them; they stay gathered here so the console's view of the
+data has one place.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from keyturn.ring.model import KeyRecord
+from keyturn.ring.records import AuditRecord, Tenant
 from keyturn.service import KeyService
-from keyturn.store.sql import AuditRecord, Tenant
 
 
 def published_keys(svc: KeyService, tenants: Sequence[Tenant]) -> dict[int, list[KeyRecord]]:
     """Published keys of many tenants in one query (the tenants list's "next rotation")."""
     if not tenants:
         return {}
-    with svc.store.read() as tx:
-        return tx.published_keys([t.id for t in tenants])
+    return svc.published_keys(list(tenants))
 
 
 def audit_records(
@@ -35,7 +34,7 @@ def audit_records(
     limit: int = 50,
 ) -> list[AuditRecord]:
     """Audit records, newest first, older than ``before_id`` (the page cursor)."""
-    return svc.store.audit_records(
+    return svc.audit_records(
         tenant=tenant,
         kid=kid,
         event_name=event,
@@ -49,4 +48,4 @@ def audit_records(
 
 def audit_chain_problems(svc: KeyService) -> list[str]:
     """Every break of the audit hash chains (empty: intact), as ``keyturn audit verify``."""
-    return svc.store.verify_audit_chain()
+    return svc.verify_audit_chain()

@@ -13,11 +13,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from keyturn.ring.model import TENANT_NAME_RE
+from keyturn.ring.records import AuditRecord
 from keyturn.server.admin import reads
 from keyturn.server.admin.context import AdminContext
 from keyturn.server.admin.session import Refused
 from keyturn.server.auth import Right
-from keyturn.store.sql import AuditRecord
 
 AUDIT_PAGE = 50
 EVENTS = [

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from keyturn.errors import InvalidInputError, KeyturnError
 from keyturn.keys.jwk import public_key_from_jwk, thumbprint
 from keyturn.ring.model import KeyRecord, KeyState
+from keyturn.ring.records import AuditRecord, Tenant
 from keyturn.server.admin import reads
 from keyturn.server.admin.context import AdminContext, Me
 from keyturn.server.admin.display import when
@@ -26,7 +27,6 @@ from keyturn.server.admin.session import Refused, check_csrf, read_upload
 from keyturn.server.auth import Right
 from keyturn.server.problems import status_for
 from keyturn.service import Outcome
-from keyturn.store.sql import AuditRecord, Tenant
 
 KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 KEY_AUDIT_ROWS = 50

@@ -12,6 +12,7 @@ from keyturn.errors import InvalidInputError, UnsafePolicyError
 from keyturn.keys.algorithms import ALLOWED_RSA_BITS
 from keyturn.ring.model import Policy
 from keyturn.ring.policy import policy_violations
+from keyturn.ring.records import Tenant
 from keyturn.ring.ring import Ring
 from keyturn.ring.timeline import Step, plan
 from keyturn.server.admin.context import AdminContext, Me
@@ -19,7 +20,6 @@ from keyturn.server.admin.forms import ALGS, DURATION_FIELDS, RSA_BITS, PolicyFo
 from keyturn.server.admin.forms import policy_values as values_of
 from keyturn.server.admin.timeline import timeline_svg
 from keyturn.server.auth import Right
-from keyturn.store.sql import Tenant
 
 PREVIEW_HORIZON = 30 * 86400
 PREVIEW_ROWS = 6
@@ -141,22 +141,19 @@ class PolicyRoutes:
             return await self._page(request, me, name, None, errors=[exc.detail], status=422)
         if form.get("op") != "save":
             return await self._page(request, me, name, parsed)
-        changes = {
-            k: v for k, v in parsed.policy.to_dict().items() if v != current.policy.to_dict()[k]
-        }
-        if not changes:
+        change = parsed.change_from(current.policy)
+        if change.empty:
             return await self._page(
                 request, me, name, parsed, errors=["nothing to change"], status=422
             )
-        if "alg" in changes:
-            changes["alg"] = parsed.policy.alg
+        changes = change.fields()
         try:
             out = await ctx.run(
-                ctx.service.set_policy,
+                ctx.service.change_policy,
                 name,
+                change,
                 actor=me.viewer.principal.actor,
                 force=parsed.force,
-                **changes,
             )
         except UnsafePolicyError as exc:
             # The refused rule and its numbers, on the form the operator filled in.

@@ -12,13 +12,14 @@ from starlette.routing import BaseRoute, Route
 
 from keyturn.errors import InvalidInputError, UnsafePolicyError
 from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
+from keyturn.ring.policy_contract import next_rotation_at, prepublication_margin
+from keyturn.ring.records import AuditRecord, Tenant
 from keyturn.ring.timeline import Step, plan
 from keyturn.server.admin import reads
 from keyturn.server.admin.context import AdminContext, Me
 from keyturn.server.admin.forms import ALGS, DURATION_FIELDS, RSA_BITS, parse_policy, policy_values
 from keyturn.server.admin.timeline import timeline_svg
 from keyturn.server.auth import Right
-from keyturn.store.sql import AuditRecord, Tenant
 
 PLAN_HORIZON = 30 * 86400
 PLAN_ROWS = 12
@@ -68,22 +69,24 @@ class TenantView:
         cur = self.current
         if cur is None or cur.activated_at is None:
             return None
-        return cur.activated_at + self.tenant.policy.rotation_period
+        return next_rotation_at(cur.activated_at, self.tenant.policy.rotation_period)
 
     @property
     def early_by(self) -> float | None:
         """How young the next key is, when rotating now would be early (warns)."""
         if self.next is None:
             return None
-        age = self.now - self.next.created_at
-        return age if age < self.tenant.policy.prepublication else None
+        margin = prepublication_margin(
+            self.next.created_at, self.now, self.tenant.policy.prepublication
+        )
+        return self.now - self.next.created_at if margin < 0 else None
 
 
 def _rotation_at(keys: list[KeyRecord], t: Tenant) -> float | None:
     cur = next((k for k in keys if k.state == KeyState.CURRENT), None)
     if cur is None or cur.activated_at is None:
         return None
-    return cur.activated_at + t.policy.rotation_period
+    return next_rotation_at(cur.activated_at, t.policy.rotation_period)
 
 
 class TenantRoutes:
