@@ -81,6 +81,11 @@ async def test_revoke_one_previous_key_needs_confirmation_and_is_audited(
     assert ring_states(ready_service)[prev] == KeyState.REVOKED
     jwks = (await client.get("/.well-known/jwks.json")).json()
     assert prev not in {k["kid"] for k in jwks["keys"]}
+    # The key's page lists its records and the rotation that made it previous.
+    key_page = await client.get(f"/admin/t/default/keys/{prev}")
+    audit_part = key_page.text.split("Audit records of this key")[1]
+    assert "key.revoked" in audit_part and "key.rotated" in audit_part
+    assert "key.created" in audit_part
     rec = ready_service.store.audit_records(tenant="default", kid=prev, event_name="key.revoked")
     assert rec[0].actor == actor_of(admin_token) and rec[0].reason == "lost laptop"
 

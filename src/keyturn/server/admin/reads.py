@@ -49,3 +49,16 @@ def audit_records(
 def audit_chain_problems(svc: KeyService) -> list[str]:
     """Every break of the audit hash chains (empty: intact), as ``keyturn audit verify``."""
     return svc.verify_audit_chain()
+
+
+KEY_MENTION_SCAN = 500  # recent records of the tenant searched for a key named in details
+
+
+def key_audit(svc: KeyService, tenant: str, kid: str, limit: int = 50) -> list[AuditRecord]:
+    """A key's own records, and the recent ones that name it in their details (a rotation is
+    recorded on the key that starts signing, with ``previous`` naming the one that stops)."""
+    own = audit_records(svc, tenant=tenant, kid=kid, limit=limit)
+    recent = audit_records(svc, tenant=tenant, limit=KEY_MENTION_SCAN)
+    named = [r for r in recent if r.kid != kid and kid in r.details.values()]
+    merged = {r.id: r for r in own + named}
+    return sorted(merged.values(), key=lambda r: -r.id)[:limit]

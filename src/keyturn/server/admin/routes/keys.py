@@ -270,7 +270,7 @@ class KeyRoutes:
             x5c=certs,
             x5t=k.public_jwk.get("x5t#S256"),
             x5t_ok=x5t_ok,
-            audit=reads.audit_records(svc, tenant=tenant, kid=kid, limit=KEY_AUDIT_ROWS),
+            audit=reads.key_audit(svc, tenant, kid, limit=KEY_AUDIT_ROWS),
             now=svc.clock.now(),
         )
 
