@@ -7,6 +7,7 @@ with ``what`` when the bound passes.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,3 +43,13 @@ async def async_wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"not reached within {bound:g}s: {what or condition!r}")
         await asyncio.sleep(tick)
+
+
+def waiters(event: threading.Event) -> int:
+    """How many threads are blocked in ``event.wait()`` right now.
+
+    Reads CPython's ``Event._cond._waiters`` (one lock per waiting thread, unchanged since
+    Python 3.2): the only direct view of "every caller is now waiting", which a sleep only
+    hopes for.
+    """
+    return len(event._cond._waiters)  # type: ignore[attr-defined]
