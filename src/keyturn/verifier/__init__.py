@@ -8,7 +8,7 @@ Works with only ``cryptography``, ``httpx`` and ``orjson`` installed. Middleware
 from keyturn.verifier._async_cache import AsyncJWKSCache
 from keyturn.verifier._cache import JWKSCache
 from keyturn.verifier._core import CacheStatus
-from keyturn.verifier._feed import FeedError
+from keyturn.verifier._feed import FeedError, FeedTooLargeError
 from keyturn.verifier._http import DiscoveryError
 from keyturn.verifier._metrics import MetricsSnapshot, StaleInfo, VerifierEvent, VerifierMetrics
 from keyturn.verifier._options import (
@@ -29,6 +29,7 @@ from keyturn.verifier._options import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REFRESH_AHEAD,
+    DEFAULT_REVOCATIONS,
     DEFAULT_STALE_IF_ERROR,
     DEFAULT_STREAM_READ_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_REFRESH_AHEAD",
     "DEFAULT_REQUIRED_CLAIMS",
+    "DEFAULT_REVOCATIONS",
     "DEFAULT_STALE_IF_ERROR",
     "DEFAULT_STREAM_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
@@ -79,6 +81,7 @@ __all__ = [
     "CacheStatus",
     "DiscoveryError",
     "FeedError",
+    "FeedTooLargeError",
     "HTTPOptions",
     "JWKSCache",
     "MetricsSnapshot",

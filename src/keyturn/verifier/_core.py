@@ -6,7 +6,7 @@ import math
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -23,6 +23,7 @@ from keyturn.verifier._metrics import (
     VerifierEvent,
     VerifierMetrics,
     call_hook,
+    logger,
 )
 from keyturn.verifier._options import Backoff, CacheOptions, UnknownKidOptions
 
@@ -116,6 +117,9 @@ class CacheCore:
         self._last_exc: JWKSUnavailableError | None = None
         self._last_unknown_fetch = -math.inf
         self._negative: OrderedDict[str, float] = OrderedDict()
+        # Set by the cache that owns this core: fetch the JWKS now (a revocation arrived). An
+        # emergency is exactly when new keys appear, so it must not wait for a cooldown.
+        self.on_urgent: Callable[[], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -224,6 +228,11 @@ class CacheCore:
             else:
                 # Pushed revocations outlive any JWKS that still lists the key.
                 keyset = _without(result.keyset, self.revoked)
+                if previous is None or set(keyset.keys) != set(previous.keyset.keys):
+                    # A new set: a kid remembered as missing may be in it, or in the next one
+                    # (a key published just after the fetch that missed it). Forgetting the
+                    # misses lets such a kid refresh again instead of failing for negative_ttl.
+                    self._negative.clear()
             self.cached = CachedSet(
                 keyset=keyset,
                 url=url,
@@ -318,8 +327,19 @@ class CacheCore:
             cached = self.cached
             if cached is not None:
                 self.cached = replace(cached, keyset=_without(cached.keyset, new))
+            # A revocation comes with new keys (rotate-and-revoke promotes next, revoke-all
+            # makes a fresh current): their first tokens must not meet a cooldown or a miss
+            # remembered before the change.
+            self._last_unknown_fetch = -math.inf
+            self._negative.clear()
         self.metrics.revoked(len(new))
         self.emit(ev.REVOKED, kids=tuple(new), source=source)
+        urgent = self.on_urgent
+        if urgent is not None:
+            try:
+                urgent()
+            except Exception:  # never let a failed fetch start break the revocation itself
+                logger.exception("keyturn: could not start the JWKS fetch after a revocation")
         return new
 
     def emit(self, name: str, **data: object) -> None:

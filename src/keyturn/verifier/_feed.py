@@ -18,7 +18,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
     USER_AGENT,
+    ResponseTooLargeError,
     check_status,
     check_url,
     discovery_url,
@@ -50,12 +51,36 @@ class FeedError(JWKSUnavailableError):
     code = "revocation_feed_failed"
 
 
+class FeedTooLargeError(FeedError):
+    """A feed event or document is over the size cap: revocations would stop arriving.
+
+    Never silent: logged at error level, counted (``feed_too_large``) and reported through
+    ``on_event``, because a verifier that quietly stops hearing revocations keeps accepting
+    tokens of a revoked key.
+    """
+
+    code = "revocation_feed_too_large"
+
+
+class _NotAdvertised(Exception):
+    """The issuer's discovery names no feed: a ``when_advertised`` feed stays off."""
+
+
 def check_feed_config(feed: RevocationFeed, issuer: str | None) -> None:
     """Refuse a feed with no URL to reach, at construction rather than in a background task."""
     if feed.url is not None:
         check_url(feed.url, "revocation feed url")
-    elif issuer is None:
+    elif issuer is None and not feed.when_advertised:
         raise ConfigError("a revocation feed needs an issuer URL or RevocationFeed(url=...)")
+
+
+def feed_wanted(feed: RevocationFeed | None, issuer: str | None, jwks_url: str | None) -> bool:
+    """Whether a verifier so configured runs the feed (a default feed needs discovery)."""
+    if feed is None:
+        return False
+    if feed.when_advertised and feed.url is None:
+        return issuer is not None and jwks_url is None
+    return True
 
 
 def _kids(entries: object) -> list[str]:
@@ -103,7 +128,7 @@ class _SSEParser:
                 cr = buf.find(b"\r", pos)
         self.buffer = buf[pos:]
         if len(self.buffer) > MAX_EVENT_BYTES:
-            raise FeedError(f"revocation stream line longer than {MAX_EVENT_BYTES} bytes")
+            raise FeedTooLargeError(f"revocation stream line longer than {MAX_EVENT_BYTES} bytes")
         return out
 
     def _line(self, line: str, out: list[tuple[str, str]]) -> None:
@@ -121,7 +146,7 @@ class _SSEParser:
         elif name == "data":
             self.size += len(value)
             if self.size > MAX_EVENT_BYTES:
-                raise FeedError(f"revocation event larger than {MAX_EVENT_BYTES} bytes")
+                raise FeedTooLargeError(f"revocation event larger than {MAX_EVENT_BYTES} bytes")
             self.data.append(value)
 
 
@@ -149,8 +174,10 @@ class RevocationSubscriber:
         core: CacheCore,
         http: HTTPOptions,
         rng: random.Random | None = None,
+        discover: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         check_feed_config(feed, core.issuer)
+        self.discover = discover
         self.feed = feed
         self.core = core
         self.http = http
@@ -176,6 +203,9 @@ class RevocationSubscriber:
                         delay = self._fail(FeedError("revocation stream closed by the server"))
                 else:
                     delay = await self._poll_once(client)
+            except _NotAdvertised:
+                self.core.emit(ev.FEED_OFF, reason="the issuer's discovery advertises no feed")
+                return
             except KeyturnError as exc:
                 delay = self._fail(exc)
             except httpx.HTTPError as exc:
@@ -188,6 +218,15 @@ class RevocationSubscriber:
     def _fail(self, exc: KeyturnError) -> float:
         self.failures += 1
         delay = self.feed.reconnect.delay(self.failures, self.rng)
+        too_large = isinstance(exc, FeedTooLargeError | ResponseTooLargeError)
+        self.core.metrics.feed_failed(too_large=too_large)
+        if too_large:
+            logger.error(
+                "keyturn revocation feed of %s: %s; revocations are NOT arriving (retry in %.1fs)",
+                self.core.issuer or self.feed.url,
+                exc.detail,
+                delay,
+            )
         self.core.emit(ev.FEED_ERROR, error=exc.detail, failures=self.failures, retry_in=delay)
         return delay
 
@@ -197,13 +236,22 @@ class RevocationSubscriber:
         core = self.core
         assert core.issuer is not None
         discovery = core.discovery
+        if discovery is None and core.jwks_url is None and self.discover is not None:
+            # Through the key cache, one discovery at a time: its first fetch starts with the
+            # feed, and the issuer is not asked twice.
+            await self.discover()
+            discovery = core.discovery
         if discovery is None and core.jwks_url is None:
             response = await get_async(client, discovery_url(core.issuer), {}, self.http)
             discovery = parse_discovery(response, core.issuer)
         if self.feed.mode == "stream":
             found = discovery.revocations_stream_uri if discovery else None
+            if found is None and self.feed.when_advertised:
+                raise _NotAdvertised
             return found or core.issuer.rstrip("/") + "/revocations/stream"
         found = discovery.revocations_uri if discovery else None
+        if found is None and self.feed.when_advertised:
+            raise _NotAdvertised
         return found or core.issuer.rstrip("/") + "/revocations.json"
 
     def _check_issuer(self, doc: dict[str, Any]) -> None:

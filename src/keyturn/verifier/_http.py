@@ -85,8 +85,12 @@ def _request_kwargs(opts: HTTPOptions) -> dict[str, Any]:
     return {"follow_redirects": False, "timeout": httpx.Timeout(opts.timeout)}
 
 
+class ResponseTooLargeError(JWKSUnavailableError):
+    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+
+
 def _too_large(url: str, opts: HTTPOptions) -> JWKSUnavailableError:
-    return JWKSUnavailableError(
+    return ResponseTooLargeError(
         f"response from {url} exceeds {opts.max_response_bytes} bytes; not read further",
         url=url,
     )

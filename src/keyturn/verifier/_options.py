@@ -29,7 +29,9 @@ DEFAULT_COOLDOWN = 30.0
 DEFAULT_NEGATIVE_CACHE_SIZE = 1024
 DEFAULT_NEGATIVE_TTL = 300.0
 
-DEFAULT_POLL_INTERVAL = 30.0
+# Short enough that a verifier with default options drops a revoked key within 15 s (the poll
+# is jittered down by up to 10%, plus one conditional GET); a 304 costs the issuer little.
+DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_STREAM_READ_TIMEOUT = 60.0
 
 
@@ -160,6 +162,12 @@ class RevocationFeed:
     ``keyturn_revocations_uri`` / ``keyturn_revocations_stream_uri``, else
     ``{issuer}/revocations.json`` / ``{issuer}/revocations/stream``). ``reconnect`` paces
     reconnects and retries after errors.
+
+    ``when_advertised=True`` (what ``DEFAULT_REVOCATIONS``, the verifiers' default, sets) runs
+    the feed only if the issuer's discovery document advertises one, and stays off quietly
+    otherwise (or when the verifier is configured with ``jwks_url`` and so does no discovery).
+    Every revocation the feed brings also makes the verifier fetch the JWKS at once, past the
+    unknown-kid cooldown, so the fresh keys of a ``revoke-all`` verify on their first token.
     """
 
     mode: Literal["stream", "poll"] = "stream"
@@ -167,6 +175,7 @@ class RevocationFeed:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     read_timeout: float = DEFAULT_STREAM_READ_TIMEOUT
     reconnect: Backoff = Backoff(initial=0.5, maximum=60.0)
+    when_advertised: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("stream", "poll"):
@@ -179,3 +188,5 @@ DEFAULT_HTTP_OPTIONS = HTTPOptions()
 DEFAULT_CACHE_OPTIONS = CacheOptions()
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_UNKNOWN_KID_OPTIONS = UnknownKidOptions()
+# The verifiers' default: poll the issuer's advertised feed (pass ``revocations=None`` to opt out).
+DEFAULT_REVOCATIONS = RevocationFeed(mode="poll", when_advertised=True)
