@@ -15,7 +15,8 @@ Tree::
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
-    │   └── InvalidTransitionError  invalid_transition
+    │   ├── InvalidTransitionError  invalid_transition
+    │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── TokenLifetimeError          token_lifetime_exceeded
     ├── StoreUnavailableError       store_unavailable
@@ -134,6 +135,17 @@ class InvalidTransitionError(ConflictError):
     """The key is not in a state that allows the requested transition."""
 
     code = "invalid_transition"
+
+
+class KeyCapError(ConflictError):
+    """A change would publish more keys than verifiers accept; ``published`` and ``cap`` say."""
+
+    code = "key_cap_reached"
+
+    def __init__(self, detail: str, *, published: int, cap: int) -> None:
+        super().__init__(detail, published=published, cap=cap)
+        self.published = published
+        self.cap = cap
 
 
 class UnsafePolicyError(KeyturnError):
