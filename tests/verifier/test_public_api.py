@@ -14,6 +14,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "DEFAULT_BACKOFF_MULTIPLIER",
         "DEFAULT_CACHE_OPTIONS",
         "DEFAULT_COOLDOWN",
+        "DEFAULT_FRESH_COOLDOWN",
         "DEFAULT_HTTP_OPTIONS",
         "DEFAULT_JITTER",
         "DEFAULT_LEEWAY",

@@ -124,16 +124,16 @@ class AsyncJWKSCache:
         return core.usable(core.clock.now())
 
     async def refresh_for_unknown_kid(
-        self, kid: str, *, wait: float | None = None
+        self, kid: str, *, wait: float | None = None, fresh: bool = False
     ) -> KeySet | None:
         """See ``JWKSCache.refresh_for_unknown_kid``."""
         core = self._core
         now = core.clock.now()
-        if core.unknown_verdict(kid, now) == "negative":
+        if core.unknown_verdict(kid, now, fresh=fresh) == "negative":
             return None
         flight = self._flight
         # No await between the check and the task creation: atomic among tasks.
-        if flight is None and not self._closed and core.take_unknown_budget(now):
+        if flight is None and not self._closed and core.take_unknown_budget(now, fresh=fresh):
             flight = self._start()
         if flight is None:
             return None

@@ -146,19 +146,27 @@ class JWKSCache:
             flight.done.wait(self._wait(wait))
         return core.usable(core.clock.now())
 
-    def refresh_for_unknown_kid(self, kid: str, *, wait: float | None = None) -> KeySet | None:
+    def refresh_for_unknown_kid(
+        self, kid: str, *, wait: float | None = None, fresh: bool = False
+    ) -> KeySet | None:
         """A set that contains ``kid`` after at most one cooldown-limited refresh, else ``None``.
 
         Never waits on the cooldown: inside it (or inside a backoff, or for a kid a recent
         fresh set lacked) the answer is ``None`` at once. Joins a fetch already in flight.
+        ``fresh``: the token says it was issued after the set was fetched (see
+        ``UnknownKidOptions.fresh_cooldown``).
         """
         core = self._core
         now = core.clock.now()
-        if core.unknown_verdict(kid, now) == "negative":
+        if core.unknown_verdict(kid, now, fresh=fresh) == "negative":
             return None
         with self._flight_lock:
             flight = self._flight
-            if flight is None and not self._closed.is_set() and core.take_unknown_budget(now):
+            if (
+                flight is None
+                and not self._closed.is_set()
+                and core.take_unknown_budget(now, fresh=fresh)
+            ):
                 flight = self._start_locked()
         if flight is None:
             return None

@@ -26,6 +26,7 @@ DEFAULT_BACKOFF_MULTIPLIER = 2.0
 DEFAULT_BACKOFF_JITTER = 0.5
 
 DEFAULT_COOLDOWN = 30.0
+DEFAULT_FRESH_COOLDOWN = 1.0
 DEFAULT_NEGATIVE_CACHE_SIZE = 1024
 DEFAULT_NEGATIVE_TTL = 300.0
 
@@ -140,13 +141,22 @@ class UnknownKidOptions:
     A kid still absent after a fresh fetch is remembered for ``negative_ttl`` seconds (at most
     ``negative_cache_size`` kids, oldest evicted first), so a client replaying an old token, or
     a flood of random kids, does not spend the refresh budget meant for a real new key.
+
+    A token issued after the cached set was fetched (its ``iat``, strictly later) may still
+    refresh once per ``fresh_cooldown`` inside the cooldown, past a remembered miss: that is the
+    fresh current key of a ``revoke-all`` before the revocation reaches this verifier, the one
+    case where a refresh is sure to be useful. Replayed old tokens never qualify, so the cost of
+    a flood of forged fresh tokens is one conditional GET per ``fresh_cooldown``; set it to
+    ``cooldown`` or more to turn the fast path off.
     """
 
     cooldown: float = DEFAULT_COOLDOWN
     negative_cache_size: int = DEFAULT_NEGATIVE_CACHE_SIZE
     negative_ttl: float = DEFAULT_NEGATIVE_TTL
+    fresh_cooldown: float = DEFAULT_FRESH_COOLDOWN
 
     def __post_init__(self) -> None:
+        _positive("fresh_cooldown", self.fresh_cooldown)
         _positive("cooldown", self.cooldown, zero_ok=True)
         _positive("negative_cache_size", self.negative_cache_size, zero_ok=True)
         _positive("negative_ttl", self.negative_ttl, zero_ok=True)

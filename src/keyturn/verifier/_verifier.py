@@ -111,6 +111,15 @@ def _unknown_or_unavailable(exc: UnknownKidError, core: CacheCore) -> NoReturn:
     ) from exc
 
 
+def _issued_after_fetch(parsed: ParsedToken, core: CacheCore) -> bool:
+    """The unknown-kid path only: does the (unverified) ``iat`` postdate our set's fetch?"""
+    try:
+        issued_at = parsed.payload().get("iat")
+    except TokenError:
+        return False
+    return core.issued_after_fetch(issued_at)
+
+
 def _unknown_kid(exc: UnknownKidError) -> str | None:
     kid = exc.extra.get("kid")
     return kid if isinstance(kid, str) else None
@@ -269,7 +278,8 @@ class Verifier:
                 claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
-                fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                newer = _issued_after_fetch(parsed, core)
+                fresh = cache.refresh_for_unknown_kid(kid, fresh=newer) if kid is not None else None
                 if fresh is None:
                     _unknown_or_unavailable(exc, core)
                 claims = _check(parsed, fresh, core.revoked, rules, self._now())
@@ -418,7 +428,12 @@ class AsyncVerifier:
                 claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
-                fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                newer = _issued_after_fetch(parsed, core)
+                fresh = (
+                    await cache.refresh_for_unknown_kid(kid, fresh=newer)
+                    if kid is not None
+                    else None
+                )
                 if fresh is None:
                     _unknown_or_unavailable(exc, core)
                 claims = _check(parsed, fresh, core.revoked, rules, self._now())
