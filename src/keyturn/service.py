@@ -518,8 +518,11 @@ class KeyService:
             return False
         if fresh.ids == self.sealer.ids and fresh.active_id == self.sealer.active_id:
             return False
+        # Keys held but gone from the file are kept: blobs may still be sealed under them
+        # (another machine's file, an edit in progress), and signing must go on with them.
+        kept = [k for k in self.sealer.keys if k.id not in fresh.ids]
         log.info("master keys reloaded: active %s", fresh.active_id)
-        self.sealer = fresh
+        self.sealer = Sealer([*fresh.keys, *kept])
         return True
 
     def prepared(self, name: str) -> _Prepared:

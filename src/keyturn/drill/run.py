@@ -49,7 +49,7 @@ class DrillConfig:
     verifiers: tuple[str, ...] = DEFAULT_KINDS
     warmup: float = 2.0
     window: float = 20.0
-    settle: float = 2.0
+    settle: float = 3.0
     poll_interval: float = DEFAULT_POLL_INTERVAL
     reason: str = "keyturn drill"
     timeout: float = 10.0
@@ -378,16 +378,17 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
             )
             new_kid = next((kid for kid, st in after.items() if st == "current"), None)
             deadline = t_action + cfg.window
-            promised = [p.promise for p in probes if p.promise is not None]
-            # Watch at least `settle` past the longest promise (or past the action for a plain
-            # rotation), at most `window`; stop early once every promising probe has dropped.
-            minimum = t_action + (max(promised) if revoked and promised else 0.0) + cfg.settle
+            # Watch until every probe with a promise has refused the revoked key for `settle`
+            # seconds (a plain rotation: `settle` seconds of load), at most `window`.
+            dropped_since: float | None = None
             while time.monotonic() < deadline:
                 now = time.monotonic()
-                if now >= min(minimum, deadline) and (
-                    not revoked or _all_dropped(load, probes, revoked)
-                ):
-                    break
+                if not revoked or _all_dropped(load, probes, revoked):
+                    dropped_since = now if dropped_since is None else dropped_since
+                    if now - dropped_since >= cfg.settle:
+                        break
+                else:
+                    dropped_since = None
                 load.stop.wait(0.1)
         finally:
             load.join()
