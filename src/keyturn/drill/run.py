@@ -83,7 +83,7 @@ class VerifierResult:
     verifications: int
     valid_rejected: int
     rejections: dict[str, int]
-    old_rejected_after: float | None  # seconds after the action began; None: never seen
+    old_rejected_after: float | None  # seconds after the revocation committed; None: never
     promise: float | None
     fetches: int
     passed: bool
@@ -316,7 +316,7 @@ def _judge(
     if probe.keyturn:
         why = "; ".join(reasons) if reasons else "ok"
     else:
-        why = "informational: a cache-only verifier without a revocation feed"
+        why = "a cache-only verifier, no revocation feed (not judged)"
     return VerifierResult(
         name=probe.name,
         keyturn=probe.keyturn,
@@ -372,10 +372,12 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
             t_action = time.monotonic()
             api.act(cfg.action, cfg.reason)
             action_seconds = time.monotonic() - t_action
-            after = {k["kid"]: k["state"] for k in api.key_list()}
+            listed = api.key_list()
+            after = {k["kid"]: k["state"] for k in listed}
             revoked = frozenset(
                 kid for kid, st in after.items() if st == "revoked" and before.get(kid) != st
             )
+            t_commit = _commit_time(listed, revoked, t_action, t_action + action_seconds)
             new_kid = next((kid for kid, st in after.items() if st == "current"), None)
             deadline = t_action + cfg.window
             # Watch until every probe with a promise has refused the revoked key for `settle`
@@ -392,7 +394,7 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
                 load.stop.wait(0.1)
         finally:
             load.join()
-        results = tuple(_judge(p, load.records[p.name], revoked, t_action) for p in probes)
+        results = tuple(_judge(p, load.records[p.name], revoked, t_commit) for p in probes)
         sign_errors = dict(load.sign_errors)
         passed = all(r.passed for r in results) and not sign_errors
         return DrillReport(
@@ -415,6 +417,22 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
         for p in probes:
             p.close()
         api.close()
+
+
+def _commit_time(
+    keys: Sequence[dict[str, Any]], revoked: frozenset[str], sent: float, answered: float
+) -> float:
+    """When the revocation committed, on our monotonic clock: the server's ``revoked_at``.
+
+    The action's call also generates keys before its transaction (RSA: up to a second), which
+    is no verifier's delay; ``revoked_at`` is the commit. Kept within the call's own span, so a
+    clock offset between the server and this machine cannot move it outside what we observed.
+    """
+    stamps = [float(k["revoked_at"]) for k in keys if k["kid"] in revoked and k.get("revoked_at")]
+    if not stamps:
+        return sent
+    at = max(stamps) - (time.time() - time.monotonic())
+    return min(max(at, sent), answered)
 
 
 def _all_dropped(load: _Load, probes: Sequence[Probe], revoked: frozenset[str]) -> bool:
