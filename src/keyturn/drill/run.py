@@ -83,7 +83,7 @@ class VerifierResult:
     verifications: int
     valid_rejected: int
     rejections: dict[str, int]
-    old_rejected_after: float | None  # seconds after the revocation committed; None: never
+    old_rejected_after: float | None  # seconds after the action returned; None: never
     promise: float | None
     fetches: int
     passed: bool
@@ -372,12 +372,14 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
             t_action = time.monotonic()
             api.act(cfg.action, cfg.reason)
             action_seconds = time.monotonic() - t_action
-            listed = api.key_list()
-            after = {k["kid"]: k["state"] for k in listed}
+            after = {k["kid"]: k["state"] for k in api.key_list()}
             revoked = frozenset(
                 kid for kid, st in after.items() if st == "revoked" and before.get(kid) != st
             )
-            t_commit = _commit_time(listed, revoked, t_action, t_action + action_seconds)
+            # The reference is the action's answer: the commit happened inside the call, after
+            # its key generation (RSA: up to a second) and any wait for the database's write
+            # lock, neither of which is a verifier's delay. A refusal before the answer is 0.
+            t_commit = t_action + action_seconds
             new_kid = next((kid for kid, st in after.items() if st == "current"), None)
             deadline = t_action + cfg.window
             # Watch until every probe with a promise has refused the revoked key for `settle`
@@ -417,22 +419,6 @@ def run_drill(cfg: DrillConfig, *, progress: Callable[[str], None] | None = None
         for p in probes:
             p.close()
         api.close()
-
-
-def _commit_time(
-    keys: Sequence[dict[str, Any]], revoked: frozenset[str], sent: float, answered: float
-) -> float:
-    """When the revocation committed, on our monotonic clock: the server's ``revoked_at``.
-
-    The action's call also generates keys before its transaction (RSA: up to a second), which
-    is no verifier's delay; ``revoked_at`` is the commit. Kept within the call's own span, so a
-    clock offset between the server and this machine cannot move it outside what we observed.
-    """
-    stamps = [float(k["revoked_at"]) for k in keys if k["kid"] in revoked and k.get("revoked_at")]
-    if not stamps:
-        return sent
-    at = max(stamps) - (time.time() - time.monotonic())
-    return min(max(at, sent), answered)
 
 
 def _all_dropped(load: _Load, probes: Sequence[Probe], revoked: frozenset[str]) -> bool:
