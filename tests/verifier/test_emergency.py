@@ -179,7 +179,12 @@ def test_an_oversized_feed_event_is_counted_and_logged(
     )
     with caplog.at_level(logging.ERROR, logger="keyturn.verifier"):
         verifier.start()
-        _until(lambda: verifier.metrics.snapshot().feed_too_large >= 1)
+        _until(
+            lambda: (
+                verifier.metrics.snapshot().feed_too_large >= 1
+                and any(e.name == "feed_error" for e in events)
+            )
+        )
     assert verifier.metrics.snapshot().feed_errors >= 1
     assert "revocations are NOT arriving" in caplog.text
     errors = [e for e in events if e.name == "feed_error"]

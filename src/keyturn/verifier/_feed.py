@@ -219,7 +219,6 @@ class RevocationSubscriber:
         self.failures += 1
         delay = self.feed.reconnect.delay(self.failures, self.rng)
         too_large = isinstance(exc, FeedTooLargeError | ResponseTooLargeError)
-        self.core.metrics.feed_failed(too_large=too_large)
         if too_large:
             logger.error(
                 "keyturn revocation feed of %s: %s; revocations are NOT arriving (retry in %.1fs)",
@@ -227,6 +226,7 @@ class RevocationSubscriber:
                 exc.detail,
                 delay,
             )
+        self.core.metrics.feed_failed(too_large=too_large)
         self.core.emit(ev.FEED_ERROR, error=exc.detail, failures=self.failures, retry_in=delay)
         return delay
 

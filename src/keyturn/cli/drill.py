@@ -1,28 +1,28 @@
-"""``keyturn drill``: the command-line registration (parsing only; the drill is in ``run``)."""
+"""``keyturn drill``: rehearse a compromise under load (parsing only; the drill is in
+``keyturn.drill``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Any
 
+from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.exits import EXIT_DRILL_FAILED, EXIT_OK
+from keyturn.cli.output import Out
+from keyturn.config import Settings
 from keyturn.durations import parse_duration
 
-EXIT_DRILL_FAILED = 20
 API_KEY_ENV = "KEYTURN_API_KEY"
 
 
-def register(
-    sub: Any, common: argparse.ArgumentParser, tenant_opt: argparse.ArgumentParser
-) -> None:
-    """Add ``drill`` to the ``keyturn`` parser (one function, to re-home with the CLI)."""
+def register(sub: Subparsers, parents: Parents) -> None:
     from keyturn.drill.probes import DEFAULT_KINDS, KINDS
     from keyturn.drill.run import ACTIONS
 
     d = sub.add_parser(
         "drill",
-        parents=[common, tenant_opt],
+        parents=[parents.common, parents.tenant],
         help="rehearse a key compromise against a running deployment, under load",
         description="Sign continuously, verify with several verifiers, perform ACTION under load "
         "and report per verifier the valid tokens rejected and how soon the old key was refused. "
@@ -48,7 +48,7 @@ def register(
     d.set_defaults(fn=cmd_drill)
 
 
-def cmd_drill(args: argparse.Namespace, settings: Any, out: Any) -> int:
+def cmd_drill(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     from keyturn.drill.report import render_report
     from keyturn.drill.run import DrillConfig, run_drill
     from keyturn.errors import InvalidInputError
@@ -78,4 +78,4 @@ def cmd_drill(args: argparse.Namespace, settings: Any, out: Any) -> int:
 
     report = run_drill(cfg, progress=progress)
     out.data(report.to_dict(), lambda: render_report(report))
-    return 0 if report.passed else EXIT_DRILL_FAILED
+    return EXIT_OK if report.passed else EXIT_DRILL_FAILED
