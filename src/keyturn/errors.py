@@ -8,18 +8,20 @@ Tree::
     ├── InvalidInputError           invalid_input
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
-    │   └── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   └── TokenLifetimeError      token_lifetime_exceeded
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
-    │   └── KeyNotFoundError        key_not_found
+    │   ├── KeyNotFoundError        key_not_found
+    │   └── ApiKeyNotFoundError     api_key_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
     │   ├── InvalidTransitionError  invalid_transition
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
-    ├── TokenLifetimeError          token_lifetime_exceeded
     ├── StoreUnavailableError       store_unavailable
+    ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     └── TokenError                  token_invalid        (action: reject)
@@ -38,6 +40,10 @@ Tree::
         │   ├── IssuerMismatchError issuer_mismatch
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
+            ├── DiscoveryError      discovery_failed
+            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            └── FeedError           revocation_feed_failed
+                └── FeedTooLargeError  revocation_feed_too_large
 
 ``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
 gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
@@ -115,6 +121,12 @@ class KeyNotFoundError(NotFoundError):
     code = "key_not_found"
 
 
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key with that id (the management API's credentials, not signing keys)."""
+
+    code = "api_key_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -168,6 +180,12 @@ class StoreUnavailableError(KeyturnError):
     """The database cannot be reached; nothing was changed."""
 
     code = "store_unavailable"
+
+
+class CacheBusyError(KeyturnError):
+    """Too many document-cache misses are waiting for the store; try again shortly."""
+
+    code = "cache_busy"
 
 
 class AuthError(KeyturnError):
@@ -254,3 +272,30 @@ class JWKSUnavailableError(TokenError):
 
     code = "jwks_unavailable"
     action = "retry"
+
+
+class DiscoveryError(JWKSUnavailableError):
+    """The issuer's discovery document is unusable (unreachable, malformed or wrong issuer)."""
+
+    code = "discovery_failed"
+
+
+class ResponseTooLargeError(JWKSUnavailableError):
+    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+
+
+class FeedError(JWKSUnavailableError):
+    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
+
+    code = "revocation_feed_failed"
+
+
+class FeedTooLargeError(FeedError):
+    """A feed event or document is over the size cap: revocations would stop arriving.
+
+    Never silent: logged at error level, counted (``feed_too_large``) and reported through
+    ``on_event``, because a verifier that quietly stops hearing revocations keeps accepting
+    tokens of a revoked key.
+    """
+
+    code = "revocation_feed_too_large"

@@ -24,15 +24,15 @@ from typing import Any
 import httpx
 import orjson
 
-from keyturn.errors import ConfigError, JWKSUnavailableError, KeyturnError
+from keyturn.errors import ConfigError, KeyturnError, ResponseTooLargeError
+from keyturn.errors import FeedError as FeedError  # re-exported
+from keyturn.errors import FeedTooLargeError as FeedTooLargeError  # re-exported
+from keyturn.jwks_http import check_url, discovery_url, revocations_stream_url, revocations_url
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
     USER_AGENT,
-    ResponseTooLargeError,
     check_status,
-    check_url,
-    discovery_url,
     get_async,
     parse_discovery,
     parse_json_object,
@@ -43,23 +43,6 @@ from keyturn.verifier._options import HTTPOptions, RevocationFeed
 MAX_EVENT_BYTES = 256 * 1024
 # A stream must have lasted this long for its "reconnect" to skip the backoff.
 MIN_PLANNED_STREAM = 1.0
-
-
-class FeedError(JWKSUnavailableError):
-    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
-
-    code = "revocation_feed_failed"
-
-
-class FeedTooLargeError(FeedError):
-    """A feed event or document is over the size cap: revocations would stop arriving.
-
-    Never silent: logged at error level, counted (``feed_too_large``) and reported through
-    ``on_event``, because a verifier that quietly stops hearing revocations keeps accepting
-    tokens of a revoked key.
-    """
-
-    code = "revocation_feed_too_large"
 
 
 class _NotAdvertised(Exception):
@@ -248,11 +231,11 @@ class RevocationSubscriber:
             found = discovery.revocations_stream_uri if discovery else None
             if found is None and self.feed.when_advertised:
                 raise _NotAdvertised
-            return found or core.issuer.rstrip("/") + "/revocations/stream"
+            return found or revocations_stream_url(core.issuer)
         found = discovery.revocations_uri if discovery else None
         if found is None and self.feed.when_advertised:
             raise _NotAdvertised
-        return found or core.issuer.rstrip("/") + "/revocations.json"
+        return found or revocations_url(core.issuer)
 
     def _check_issuer(self, doc: dict[str, Any]) -> None:
         named = doc.get("issuer")
