@@ -42,6 +42,9 @@ def register(sub: Subparsers, parents: Parents) -> None:
     )
     d.add_argument("--warmup", default="2s", help="load before the action (default 2s)")
     d.add_argument("--window", default="20s", help="longest watch after it (default 20s)")
+    d.add_argument(
+        "--settle", default="3s", help="watch this long once all refuse the old key (3s)"
+    )
     d.add_argument("--poll-interval", default="10s", help="the poll verifier's interval")
     d.add_argument("--reason", default="keyturn drill", help="the revocation reason (audited)")
     d.add_argument("--yes", action="store_true", help="confirm a revoke action on this deployment")
@@ -68,6 +71,7 @@ def cmd_drill(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         verifiers=tuple(v.strip() for v in args.verifiers.split(",") if v.strip()),
         warmup=parse_duration(args.warmup),
         window=parse_duration(args.window),
+        settle=parse_duration(args.settle),
         poll_interval=parse_duration(args.poll_interval),
         reason=args.reason,
     )
