@@ -2,7 +2,7 @@
 
 Chromium comes from Debian (``apt-get install chromium``, done by scripts/install-test-deps),
 Playwright from PyPI (the dev extra); no browser download. Without either the tests skip with
-a hint, except under ``CI=true``, where a missing browser is a failure.
+a hint, except under ``CI=true``, where a missing browser is a failure (``tests/tools.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from ..tools import skip_or_fail
 
 CHROMIUM = os.environ.get("KEYTURN_TEST_CHROMIUM", "/usr/bin/chromium")
 HINT = (
@@ -25,11 +27,8 @@ HINT = (
 SCREENSHOTS_ENV = "KEYTURN_SCREENSHOTS"
 
 
-def unavailable(reason: str) -> None:
-    msg = HINT.format(path=CHROMIUM) + f" ({reason})"
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI needs the browser tests: " + msg)
-    pytest.skip(msg)
+def unavailable(reason: str) -> NoReturn:
+    skip_or_fail(HINT.format(path=CHROMIUM) + f" ({reason})")
 
 
 def launch() -> Iterator[Any]:
