@@ -122,3 +122,18 @@ async def test_over_http_every_bearer_key_is_compared(
     assert r.json()["detail"] == "invalid or revoked API key"
     hashed = [c for c in compares if _sha256_hex(SECRET) in c]
     assert len(hashed) == 1
+
+
+def test_last_used_is_written_again_exactly_at_the_touch_interval(
+    api_keys: ApiKeyStore, clock: Any
+) -> None:
+    """TOUCH_INTERVAL (60 s) after the last write, the next use writes again (not 61 s)."""
+    rec, token = api_keys.create("admin", actor="test")
+    assert api_keys.authenticate(token) is not None
+    first = api_keys.get(rec.key_id).last_used_at
+    clock.advance(59)
+    api_keys.authenticate(token)
+    assert api_keys.get(rec.key_id).last_used_at == first
+    clock.advance(1)
+    api_keys.authenticate(token)
+    assert api_keys.get(rec.key_id).last_used_at == first + 60
