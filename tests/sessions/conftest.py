@@ -43,7 +43,7 @@ class Registered:
 
 
 @pytest.fixture
-def sessions(ready_service: KeyService) -> SessionService:
+def sessions(ready_service: KeyService) -> SessionService:  # noqa: F811
     return SessionService(ready_service)
 
 
@@ -55,6 +55,6 @@ def oauth_client(sessions: SessionService) -> Registered:
 
 
 async def token(
-    client: httpx.AsyncClient, data: dict[str, str], headers: dict[str, str] | None = None
+    http: httpx.AsyncClient, data: dict[str, str], headers: dict[str, str] | None = None
 ) -> httpx.Response:
-    return await client.post(TOKEN_URL, data=data, headers=headers or {})
+    return await http.post(TOKEN_URL, data=data, headers=headers or {})

@@ -54,7 +54,8 @@ def judge(
     if now >= session.absolute_expires_at:
         return Verdict.EXPIRED_ABSOLUTE
     if token.used_at is not None:
-        if not successor_used and now - token.used_at <= policy.reuse_grace:
+        # Strictly less: a grace of 0 turns the exception off, even for the same instant.
+        if not successor_used and now - token.used_at < policy.reuse_grace:
             return Verdict.GRACE
         return Verdict.REUSE
     if now >= token.idle_expires_at:
