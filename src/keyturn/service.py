@@ -488,14 +488,27 @@ class KeyService:
         return prepared
 
     def sign(
-        self, name: str, claims: dict[str, Any], *, ttl: float | None = None
+        self,
+        name: str,
+        claims: dict[str, Any],
+        *,
+        ttl: float | None = None,
+        prepared: _Prepared | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Sign claims with the current key; returns (token, full claims)."""
+        """Sign claims with the current key; returns (token, full claims).
+
+        ``prepared``: a signer fetched beforehand, so a caller inside an open transaction
+        (the session service) signs without a second store connection.
+        """
         if not isinstance(claims, dict):
             raise InvalidInputError("claims must be a JSON object")
         if len(orjson.dumps(claims)) > MAX_CLAIMS_BYTES:
             raise InvalidInputError(f"claims larger than {MAX_CLAIMS_BYTES} bytes")
-        p = self.prepared(name)
+        p = (
+            prepared
+            if prepared is not None and prepared.tenant.name == name
+            else self.prepared(name)
+        )
         if p.signer is None:
             raise InvalidTransitionError(f"tenant {name} has no current key with private material")
         policy = p.tenant.policy

@@ -385,3 +385,38 @@ def test_purge_removes_long_ended_sessions(
     clock.advance(8 * 86400)
     assert svc.purge(actor="t") == 1
     assert [s.session_id for s in svc.sessions(TENANT, include_ended=True)] == [live.session_id]
+
+
+def test_many_concurrent_refreshes_do_not_exhaust_the_connection_pool(
+    store: object, sealer: object, clock: FakeClock
+) -> None:
+    """20 sessions refreshing at once, with the signer re-checked on every call: each refresh
+    holds one pooled connection for its transaction and signs inside it, so signing must not
+    need a second one (the pool has 15; the bench's 16 chains once stalled for its 30 s
+    timeout)."""
+    keys = KeyService(store, sealer, clock, revalidate_after=0)  # type: ignore[arg-type]
+    keys.create_tenant(
+        TENANT, issuer="https://id.example/t/acme", policy=Policy(alg=Alg.EdDSA), actor="t"
+    )
+    svc = SessionService(keys)
+    client, _ = svc.create_client(
+        TENANT, actor="t", auth_method="none", grant_types=["refresh_token"]
+    )
+    authed = svc.authenticate(TENANT, ClientCredentials(client.client_id, None, AuthMethod.NONE))
+    tokens = [
+        svc.open_session(TENANT, client_id=client.client_id, subject=f"u{i}", actor="t")[1]
+        for i in range(20)
+    ]
+    start = threading.Barrier(20)
+    done: list[bool] = []
+
+    def go(tok: str) -> None:
+        start.wait(10)
+        done.append(bool(svc.refresh(TENANT, authed, tok).refresh_token))
+
+    threads = [threading.Thread(target=go, args=(t.refresh_token,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert done == [True] * 20

@@ -205,7 +205,15 @@ def _session_rows(found: list[Session]) -> list[list[Any]]:
     ]
 
 
-_SESSION_HEADERS = ["SESSION", "SUBJECT", "CLIENT", "OPENED", "LAST REFRESH", "REFRESHES", "REVOKED"]
+_SESSION_HEADERS = [
+    "SESSION",
+    "SUBJECT",
+    "CLIENT",
+    "OPENED",
+    "LAST REFRESH",
+    "REFRESHES",
+    "REVOKED",
+]
 
 
 def cmd_session(args: argparse.Namespace, settings: Settings, out: Out) -> int:

@@ -17,7 +17,7 @@ import orjson
 
 from keyturn.clock import Clock
 from keyturn.errors import InvalidInputError
-from keyturn.service import KeyService
+from keyturn.service import KeyService, _Prepared
 from keyturn.sessions.errors import (
     ClientNotFoundError,
     ClientRevokedError,
@@ -117,8 +117,10 @@ class SessionService:
     def _access_ttl(self, policy: SessionPolicy, tenant: Tenant) -> float:
         return min(policy.access_ttl, tenant.policy.token_ttl)
 
-    def _sign(self, tenant: Tenant, claims: dict[str, Any], ttl: float) -> tuple[str, int]:
-        token, full = self.keys.sign(tenant.name, claims, ttl=ttl)
+    def _sign(self, p: _Prepared, claims: dict[str, Any], ttl: float) -> tuple[str, int]:
+        # With the signer prepared before the transaction opened: signing inside it must not
+        # need a second pooled connection (N concurrent refreshes would exhaust the pool).
+        token, full = self.keys.sign(p.tenant.name, claims, ttl=ttl, prepared=p)
         return token, int(full["exp"]) - int(full["iat"])
 
     @staticmethod
@@ -292,7 +294,8 @@ class SessionService:
         if not client.allows(GrantType.CLIENT_CREDENTIALS) or not client.confidential:
             raise UnauthorizedClientError("this client may not use the client_credentials grant")
         granted = self._grant_scope(client.scope, scope)
-        t = self.keys.prepared(tenant).tenant
+        p = self.keys.prepared(tenant)
+        t = p.tenant
         with self.store.read() as tx:
             policy = SessionRepo(tx).policy(t.id)
         claims: dict[str, Any] = {"sub": client.client_id, "client_id": client.client_id}
@@ -300,7 +303,7 @@ class SessionService:
             claims["aud"] = client.audience
         if granted:
             claims["scope"] = " ".join(granted)
-        token, expires_in = self._sign(t, claims, self._access_ttl(policy, t))
+        token, expires_in = self._sign(p, claims, self._access_ttl(policy, t))
         # RFC 6749 section 4.4.3: no refresh token for client credentials; ask again instead.
         return TokenResponse(token, expires_in, scope=granted)
 
@@ -330,7 +333,8 @@ class SessionService:
             raise UnauthorizedClientError("this client may not use the refresh_token grant")
         if not looks_like_refresh_token(refresh_token):
             raise InvalidGrantError("unknown refresh token")
-        t = self.keys.prepared(tenant).tenant
+        p = self.keys.prepared(tenant)
+        t = p.tenant
         presented = hash_secret(refresh_token)
         fresh = new_refresh_token()
         now = self.clock.now()
@@ -373,7 +377,7 @@ class SessionService:
                 claims = self._session_claims(replace(sess, scope=granted))
                 # Signed inside the transaction: if signing fails, the rotation rolls back and
                 # the client's token still works.
-                access, expires_in = self._sign(t, claims, self._access_ttl(policy, t))
+                access, expires_in = self._sign(p, claims, self._access_ttl(policy, t))
                 return TokenResponse(
                     access, expires_in, fresh, scope=granted, session_id=sess.session_id
                 )
@@ -455,7 +459,8 @@ class SessionService:
         claims = check_session_claims(dict(claims or {}))
         if len(orjson.dumps(claims)) > MAX_SESSION_CLAIMS_BYTES:
             raise InvalidInputError(f"claims larger than {MAX_SESSION_CLAIMS_BYTES} bytes")
-        t = self._tenant(tenant)
+        p = self.keys.prepared(tenant)
+        t = p.tenant
         client, _ = self._client_row(t, client_id)
         if not client.active:
             raise ClientRevokedError(f"OAuth client {client_id} is revoked")
@@ -503,7 +508,7 @@ class SessionService:
                 },
             )
             access, expires_in = self._sign(
-                t, self._session_claims(sess), self._access_ttl(policy, t)
+                p, self._session_claims(sess), self._access_ttl(policy, t)
             )
         return sess, TokenResponse(
             access, expires_in, refresh, scope=granted, session_id=sess.session_id
