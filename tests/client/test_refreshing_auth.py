@@ -50,8 +50,12 @@ class World:
                 assert form["refresh_token"] == [self.refresh], "a used refresh token came back"
                 self.n += 1
                 self.valid, self.refresh = f"at-{self.n}", f"rt-{self.n}"
-                body = {"access_token": self.valid, "token_type": "Bearer", "expires_in": 300,
-                        "refresh_token": self.refresh}
+                body = {
+                    "access_token": self.valid,
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "refresh_token": self.refresh,
+                }
             return httpx.Response(200, content=orjson.dumps(body))
         with self.lock:
             self.api_calls += 1
@@ -68,7 +72,10 @@ class World:
 
 def _auth(**kw: object) -> RefreshingAuth:
     return RefreshingAuth(
-        TokenPair("at-old", "rt-1"), token_url=TOKEN_URL, client_id="ktc_app", **kw  # type: ignore[arg-type]
+        TokenPair("at-old", "rt-1"),
+        token_url=TOKEN_URL,
+        client_id="ktc_app",
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -82,7 +89,9 @@ def test_a_try_refresh_401_is_absorbed_by_one_refresh_and_one_retry() -> None:
     assert r.json() == {"ok": True, "body": "order-1"}  # the body went out again
     assert len(world.token_calls) == 1
     assert world.token_calls[0] == {
-        "grant_type": ["refresh_token"], "refresh_token": ["rt-1"], "client_id": ["ktc_app"]
+        "grant_type": ["refresh_token"],
+        "refresh_token": ["rt-1"],
+        "client_id": ["ktc_app"],
     }
     assert auth.tokens.access_token == "at-2" and auth.tokens.refresh_token == "rt-2"
     assert [p.refresh_token for p in saved] == ["rt-2"]
@@ -139,6 +148,7 @@ def test_eight_threads_on_one_401_make_one_refresh() -> None:
         return response
 
     with httpx.Client(transport=httpx.MockTransport(counting), auth=auth) as http:
+
         def call() -> None:
             results.append(http.get(API).status_code)
 
