@@ -345,8 +345,7 @@ class SessionService:
             found = repo.session_by_token(t.id, t.name, presented)
             if found is None or not digests_match(presented, found[2].token_hash):
                 raise InvalidGrantError("unknown refresh token")
-            pk, sess, tok, refusals = found
-            policy = repo.policy(t.id)
+            pk, sess, tok, refusals, policy = found
             used_after = tok.used_at is not None and repo.successor_used(pk, tok.generation)
             verdict = judge(
                 sess,
@@ -429,7 +428,7 @@ class SessionService:
             found = repo.session_by_token(t.id, t.name, presented)
             if found is None:
                 return False
-            _, sess, _, _ = found
+            sess = found[1]
             if sess.client_id != client.client_id or not sess.active:
                 return False
             repo.revoke_sessions(t.id, now, "revoked by the client", session_id=sess.session_id)

@@ -63,16 +63,6 @@ def _session(r: Any, tenant: str) -> Session:
     )
 
 
-def _token(r: Any) -> RefreshTokenRecord:
-    return RefreshTokenRecord(
-        token_hash=r.token_hash,
-        generation=r.generation,
-        issued_at=r.issued_at,
-        idle_expires_at=r.idle_expires_at,
-        used_at=r.used_at,
-    )
-
-
 class SessionRepo:
     """Statements of the sessions feature inside one transaction."""
 
@@ -203,30 +193,58 @@ class SessionRepo:
 
     def session_by_token(
         self, tenant_id: int, tenant: str, token_hash: str
-    ) -> tuple[int, Session, RefreshTokenRecord, int] | None:
-        """(session pk, session, token, refusals audited) for a token digest, the session row
-        locked; None when this tenant has no such token."""
-        pk = self.conn.execute(
-            select(ss.refresh_tokens.c.session).where(ss.refresh_tokens.c.token_hash == token_hash)
-        ).scalar()
-        if pk is None:
-            return None
-        r = self.conn.execute(
-            self._lock(
-                select(ss.sessions).where(
-                    ss.sessions.c.id == pk, ss.sessions.c.tenant_id == tenant_id
+    ) -> tuple[int, Session, RefreshTokenRecord, int, SessionPolicy] | None:
+        """(session pk, session, token, refusals audited, the tenant's policy) for a token
+        digest, in one statement; None when this tenant has no such token.
+
+        On PostgreSQL the session and token rows are locked (``FOR UPDATE OF`` both): a
+        concurrent refresh of the same session waits, and then sees the rows as that one left
+        them (READ COMMITTED re-reads locked rows), so a token it used reads as used.
+        """
+        s, t, p = ss.sessions.c, ss.refresh_tokens.c, ss.session_policies.c
+        q = (
+            select(
+                ss.sessions,
+                t.token_hash,
+                t.generation.label("t_generation"),
+                t.issued_at.label("t_issued_at"),
+                t.idle_expires_at.label("t_idle_expires_at"),
+                t.used_at.label("t_used_at"),
+                p.access_ttl,
+                p.idle_ttl,
+                p.absolute_ttl,
+                p.reuse_grace,
+            )
+            .select_from(
+                ss.refresh_tokens.join(ss.sessions, s.id == t.session).outerjoin(
+                    ss.session_policies, p.tenant_id == s.tenant_id
                 )
             )
-        ).first()
+            .where(t.token_hash == token_hash, s.tenant_id == tenant_id)
+        )
+        if self.tx.dialect == "postgresql":
+            q = q.with_for_update(of=[ss.sessions, ss.refresh_tokens])
+        r = self.conn.execute(q).first()
         if r is None:
-            return None  # another tenant's token: unknown here
-        # Re-read under the session lock: a concurrent refresh may have used it meanwhile.
-        t = self.conn.execute(
-            select(ss.refresh_tokens).where(ss.refresh_tokens.c.token_hash == token_hash)
-        ).first()
-        if t is None:
-            return None
-        return int(r.id), _session(r, tenant), _token(t), int(r.refusals_audited)
+            return None  # unknown, or another tenant's token: unknown here
+        token = RefreshTokenRecord(
+            token_hash=r.token_hash,
+            generation=r.t_generation,
+            issued_at=r.t_issued_at,
+            idle_expires_at=r.t_idle_expires_at,
+            used_at=r.t_used_at,
+        )
+        policy = (
+            SessionPolicy()
+            if r.access_ttl is None
+            else SessionPolicy(
+                access_ttl=r.access_ttl,
+                idle_ttl=r.idle_ttl,
+                absolute_ttl=r.absolute_ttl,
+                reuse_grace=r.reuse_grace,
+            )
+        )
+        return int(r.id), _session(r, tenant), token, int(r.refusals_audited), policy
 
     def successor_used(self, session_pk: int, generation: int) -> bool:
         q = select(func.count()).where(
