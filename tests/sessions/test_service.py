@@ -114,6 +114,8 @@ def test_public_client_has_no_secret_and_cannot_use_client_credentials(
         svc.client_credentials(TENANT, got, None)
     with pytest.raises(InvalidInputError, match="public client"):
         svc.create_client(TENANT, actor="t", auth_method="none")
+    with pytest.raises(InvalidInputError, match="no secret to rotate"):
+        svc.rotate_secret(TENANT, pub.client_id, actor="t")
 
 
 def test_client_credentials_scope_and_audience(

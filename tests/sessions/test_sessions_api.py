@@ -268,6 +268,38 @@ async def test_roles(
             "body_too_large",
             id="oversized",
         ),
+        pytest.param(
+            "POST",
+            "/sessions/revoke-subject",
+            {},
+            422,
+            "invalid_input",
+            id="revoke-subject-missing",
+        ),
+        pytest.param(
+            "POST",
+            "/sessions/revoke-subject",
+            {"subject": "a", "reason": ""},
+            422,
+            "invalid_input",
+            id="revoke-subject-empty-reason",
+        ),
+        pytest.param(
+            "POST",
+            "/sessions/" + "0" * 31 + "z/revoke",
+            {},
+            422,
+            "invalid_input",
+            id="session-id-shape",
+        ),
+        pytest.param(
+            "GET",
+            "/sessions?client_id=nope",
+            None,
+            422,
+            "invalid_input",
+            id="list-client-shape",
+        ),
     ],
 )
 async def test_bad_input_is_a_problem_and_changes_nothing(
