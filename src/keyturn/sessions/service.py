@@ -17,6 +17,7 @@ import orjson
 
 from keyturn.clock import Clock
 from keyturn.errors import InvalidInputError
+from keyturn.ring.records import Tenant
 from keyturn.service import KeyService, _Prepared
 from keyturn.sessions.errors import (
     ClientNotFoundError,
@@ -50,7 +51,6 @@ from keyturn.sessions.model import (
 )
 from keyturn.sessions.rotation import REFUSAL_REASONS, Verdict, first_token, judge, successor
 from keyturn.store.sessions import SessionRepo
-from keyturn.store.sql import Tenant
 
 MAX_SESSION_CLAIMS_BYTES = 4 * 1024
 MAX_SESSIONS_PAGE = 500

@@ -1,7 +1,8 @@
 """Session rows: OAuth clients, session policies, sessions and refresh-token digests.
 
-:class:`SessionRepo` wraps one open :class:`~keyturn.store.sql.Tx`; the session service opens
-the transaction, decides with the pure domain, and writes through here. Refresh tokens are
+:class:`SessionRepo` wraps one open transaction of the SQL store (the service sees it as a
+``StoreTx``, audits through it, and never touches its connection); the service opens the
+transaction, decides with the pure domain, and writes through here. Refresh tokens are
 found by their SHA-256 digest (the primary key); plaintext never reaches this module.
 """
 
@@ -23,6 +24,7 @@ from keyturn.sessions.model import (
     SessionPolicy,
 )
 from keyturn.store import session_schema as ss
+from keyturn.store.interface import StoreTx
 from keyturn.store.sql import Tx
 
 # Used tokens of a session kept for reuse detection: the newest this many generations. An
@@ -66,7 +68,10 @@ def _session(r: Any, tenant: str) -> Session:
 class SessionRepo:
     """Statements of the sessions feature inside one transaction."""
 
-    def __init__(self, tx: Tx) -> None:
+    def __init__(self, tx: StoreTx) -> None:
+        # The service holds the store by its Protocol; the rows here live in the SQL store.
+        if not isinstance(tx, Tx):
+            raise TypeError("sessions are stored in the SQL store")
         self.tx = tx
         self.conn = tx.conn
 

@@ -1,4 +1,4 @@
-"""``keyturn oauth-client`` and ``keyturn session``, registered into the CLI by ``register``.
+"""``keyturn oauth-client`` and ``keyturn session``: OAuth clients, sessions, their policy.
 
 Parsing into :class:`~keyturn.sessions.service.SessionService` calls, nothing more. Kept light
 at import time: every ``keyturn`` command imports this module.
@@ -12,18 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.output import Out, actor, read_arg, table, ts
+from keyturn.cli.token import _parse_claims
 from keyturn.config import Settings
 from keyturn.durations import fmt_duration, parse_duration
 
 if TYPE_CHECKING:
-    from keyturn.cli import Out
     from keyturn.sessions.model import OAuthClient, Session
     from keyturn.sessions.service import SessionService
 
 
-def register(
-    sub: Any, common: argparse.ArgumentParser, tenant_opt: argparse.ArgumentParser
-) -> None:
+def register(sub: Subparsers, parents: Parents) -> None:
+    common, tenant_opt = parents.common, parents.tenant
     cp = sub.add_parser(
         "oauth-client", parents=[common], help="OAuth clients of the token endpoint"
     )
@@ -113,8 +114,6 @@ def _service(settings: Settings) -> SessionService:
 
 
 def _client_text(c: OAuthClient) -> str:
-    from keyturn.cli import _ts
-
     return "\n".join(
         [
             f"client        {c.client_id}",
@@ -124,16 +123,14 @@ def _client_text(c: OAuthClient) -> str:
             f"scope         {' '.join(c.scope) or '-'}",
             f"audience      {c.audience or '-'}",
             f"description   {c.description or '-'}",
-            f"created       {_ts(c.created_at)}",
-            f"secret set    {_ts(c.secret_rotated_at or c.created_at)}",
-            f"revoked       {_ts(c.revoked_at)}",
+            f"created       {ts(c.created_at)}",
+            f"secret set    {ts(c.secret_rotated_at or c.created_at)}",
+            f"revoked       {ts(c.revoked_at)}",
         ]
     )
 
 
 def cmd_oauth_client(args: argparse.Namespace, settings: Settings, out: Out) -> int:
-    from keyturn.cli import _actor, _ts, table
-
     svc = _service(settings)
     if args.client_cmd == "create":
         grants = args.grant or (
@@ -143,7 +140,7 @@ def cmd_oauth_client(args: argparse.Namespace, settings: Settings, out: Out) -> 
         )
         client, secret = svc.create_client(
             args.tenant,
-            actor=_actor(args),
+            actor=actor(args),
             auth_method=args.auth_method,
             grant_types=grants,
             scope=args.scope,
@@ -166,8 +163,8 @@ def cmd_oauth_client(args: argparse.Namespace, settings: Settings, out: Out) -> 
                         c.auth_method.value,
                         ",".join(g.value for g in c.grant_types),
                         c.audience,
-                        _ts(c.created_at),
-                        _ts(c.revoked_at),
+                        ts(c.created_at),
+                        ts(c.revoked_at),
                         c.description,
                     ]
                     for c in clients
@@ -178,28 +175,26 @@ def cmd_oauth_client(args: argparse.Namespace, settings: Settings, out: Out) -> 
         client = svc.client(args.tenant, args.client_id)
         out.data(client.to_dict(), _client_text(client))
     elif args.client_cmd == "rotate-secret":
-        client, secret = svc.rotate_secret(args.tenant, args.client_id, actor=_actor(args))
+        client, secret = svc.rotate_secret(args.tenant, args.client_id, actor=actor(args))
         if not out.json:
             sys.stderr.write("the new secret below is shown once; the old one no longer works\n")
         out.data({**client.to_dict(), "client_secret": secret}, secret)
     else:
-        client = svc.revoke_client(args.tenant, args.client_id, actor=_actor(args))
+        client = svc.revoke_client(args.tenant, args.client_id, actor=actor(args))
         out.data(client.to_dict(), f"revoked OAuth client {client.client_id}")
     return 0
 
 
 def _session_rows(found: list[Session]) -> list[list[Any]]:
-    from keyturn.cli import _ts
-
     return [
         [
             s.session_id,
             s.subject,
             s.client_id,
-            _ts(s.created_at),
-            _ts(s.last_used_at),
+            ts(s.created_at),
+            ts(s.last_used_at),
             s.generation - 1,
-            _ts(s.revoked_at),
+            ts(s.revoked_at),
         ]
         for s in found
     ]
@@ -217,19 +212,17 @@ _SESSION_HEADERS = [
 
 
 def cmd_session(args: argparse.Namespace, settings: Settings, out: Out) -> int:
-    from keyturn.cli import _actor, _parse_claims, _read_arg, table
-
     svc = _service(settings)
     cmd = args.session_cmd
     if cmd == "open":
-        claims = _parse_claims(_read_arg(args.claims))
+        claims = _parse_claims(read_arg(args.claims))
         sess, tokens = svc.open_session(
             args.tenant,
             client_id=args.client_id,
             subject=args.subject,
             claims=claims,
             scope=args.scope,
-            actor=_actor(args),
+            actor=actor(args),
         )
         body = {**tokens.to_dict(), "session": sess.to_dict()}
         # The tokens are the command's product: stdout only, never logged.
@@ -250,11 +243,11 @@ def cmd_session(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         out.data(sess.to_dict(), lambda: table(_SESSION_HEADERS, _session_rows([sess])))
     elif cmd == "revoke":
         sess = svc.revoke_session(
-            args.tenant, args.session_id, actor=_actor(args), reason=args.reason
+            args.tenant, args.session_id, actor=actor(args), reason=args.reason
         )
         out.data(sess.to_dict(), f"revoked session {sess.session_id}")
     elif cmd == "revoke-subject":
-        ids = svc.revoke_subject(args.tenant, args.subject, actor=_actor(args), reason=args.reason)
+        ids = svc.revoke_subject(args.tenant, args.subject, actor=actor(args), reason=args.reason)
         out.data(
             {"subject": args.subject, "revoked": ids},
             f"revoked {len(ids)} session(s) of {args.subject}",
@@ -271,7 +264,7 @@ def cmd_session(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             if value is not None
         }
         policy = (
-            svc.set_policy(args.tenant, actor=_actor(args), **changes)
+            svc.set_policy(args.tenant, actor=actor(args), **changes)
             if changes
             else svc.policy(args.tenant)
         )
@@ -280,6 +273,6 @@ def cmd_session(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             "\n".join(f"{k:<13} {fmt_duration(v)}" for k, v in policy.to_dict().items()),
         )
     else:
-        count = svc.purge(actor=_actor(args), keep=parse_duration(args.keep))
+        count = svc.purge(actor=actor(args), keep=parse_duration(args.keep))
         out.data({"purged": count}, f"purged {count} ended session(s)")
     return 0
