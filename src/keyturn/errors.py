@@ -8,19 +8,32 @@ Tree::
     ├── InvalidInputError           invalid_input
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
-    │   └── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   └── TokenLifetimeError      token_lifetime_exceeded
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
-    │   └── KeyNotFoundError        key_not_found
+    │   ├── KeyNotFoundError        key_not_found
+    │   ├── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ClientNotFoundError     oauth_client_not_found
+    │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
-    │   └── InvalidTransitionError  invalid_transition
+    │   ├── InvalidTransitionError  invalid_transition
+    │   └── ClientRevokedError      oauth_client_revoked
     ├── UnsafePolicyError           policy_unsafe
-    ├── TokenLifetimeError          token_lifetime_exceeded
     ├── StoreUnavailableError       store_unavailable
+    ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
+    ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
+    │   ├── InvalidRequestError     invalid_request      (400)
+    │   ├── InvalidClientError      invalid_client       (401)
+    │   ├── InvalidGrantError       invalid_grant        (400)
+    │   ├── UnauthorizedClientError unauthorized_client  (400)
+    │   ├── UnsupportedGrantTypeError  unsupported_grant_type  (400)
+    │   ├── InvalidScopeError       invalid_scope        (400)
+    │   └── UnsupportedTokenTypeError  unsupported_token_type  (400)
     └── TokenError                  token_invalid        (action: reject)
         ├── MalformedTokenError     token_malformed
         │   └── TokenTooLargeError  token_too_large
@@ -37,6 +50,8 @@ Tree::
         │   ├── IssuerMismatchError issuer_mismatch
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
+            ├── DiscoveryError      discovery_failed
+            └── FeedError           revocation_feed_failed
 
 ``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
 gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
@@ -114,6 +129,24 @@ class KeyNotFoundError(NotFoundError):
     code = "key_not_found"
 
 
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key with that id (the management API's credentials, not signing keys)."""
+
+    code = "api_key_not_found"
+
+
+class ClientNotFoundError(NotFoundError):
+    """No OAuth client with that id in this tenant."""
+
+    code = "oauth_client_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session with that id in this tenant."""
+
+    code = "session_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -136,6 +169,12 @@ class InvalidTransitionError(ConflictError):
     code = "invalid_transition"
 
 
+class ClientRevokedError(ConflictError):
+    """The OAuth client is revoked: no new sessions, no new secret."""
+
+    code = "oauth_client_revoked"
+
+
 class UnsafePolicyError(KeyturnError):
     """A policy breaks a timing rule; the message names the rule and the numbers."""
 
@@ -156,6 +195,49 @@ class StoreUnavailableError(KeyturnError):
     """The database cannot be reached; nothing was changed."""
 
     code = "store_unavailable"
+
+
+class CacheBusyError(KeyturnError):
+    """Too many document-cache misses are waiting for the store; try again shortly."""
+
+    code = "cache_busy"
+
+
+class OAuthError(KeyturnError):
+    """An error of the token or revocation endpoint (RFC 6749 section 5.2, RFC 7009):
+    ``code`` is the RFC's ``error`` value, ``status`` its HTTP status."""
+
+    code = "oauth_error"
+    status: ClassVar[int] = 400
+
+
+class InvalidRequestError(OAuthError):
+    code = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    code = "invalid_client"
+    status = 401
+
+
+class InvalidGrantError(OAuthError):
+    code = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    code = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    code = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    code = "invalid_scope"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    code = "unsupported_token_type"
 
 
 class AuthError(KeyturnError):
@@ -242,3 +324,15 @@ class JWKSUnavailableError(TokenError):
 
     code = "jwks_unavailable"
     action = "retry"
+
+
+class DiscoveryError(JWKSUnavailableError):
+    """The issuer's discovery document is unusable (unreachable, malformed or wrong issuer)."""
+
+    code = "discovery_failed"
+
+
+class FeedError(JWKSUnavailableError):
+    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
+
+    code = "revocation_feed_failed"
