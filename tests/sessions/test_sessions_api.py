@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from keyturn.store.apikeys import ApiKeyStore
+from keyturn.sessions.service import SessionService
+from keyturn.store.apikeys import ApiKeyStore, Role
 
 from .conftest import TOKEN_URL
 
@@ -330,3 +331,47 @@ async def test_bad_input_is_a_problem_and_changes_nothing(
     assert r.json()["code"] == code
     after = (await client.get("/api/v1/audit?limit=500", headers=admin)).json()["items"]
     assert after == before
+
+
+# Every sessions operation of the API, with the roles (besides admin) allowed on their own
+# tenant; tests/server/test_auth.py counts these in its every-operation check. Ordered so each
+# still has something to act on (the client's revocation last).
+SESSION_ROUTES: list[tuple[str, str, frozenset[Role]]] = [
+    ("POST", "/oauth-clients", frozenset({Role.MANAGER})),
+    ("GET", "/oauth-clients", frozenset({Role.MANAGER, Role.VIEWER})),
+    ("GET", "/oauth-clients/{client_id}", frozenset({Role.MANAGER, Role.VIEWER})),
+    ("POST", "/oauth-clients/{client_id}/rotate-secret", frozenset({Role.MANAGER})),
+    ("GET", "/session-policy", frozenset({Role.MANAGER, Role.SIGNER, Role.VIEWER})),
+    ("PATCH", "/session-policy", frozenset({Role.MANAGER})),
+    ("POST", "/sessions", frozenset({Role.SIGNER})),
+    ("GET", "/sessions", frozenset({Role.MANAGER, Role.SIGNER, Role.VIEWER})),
+    ("GET", "/sessions/{session_id}", frozenset({Role.MANAGER, Role.SIGNER, Role.VIEWER})),
+    ("POST", "/sessions/{session_id}/revoke", frozenset({Role.MANAGER, Role.SIGNER})),
+    ("POST", "/sessions/revoke-subject", frozenset({Role.MANAGER, Role.SIGNER})),
+    ("POST", "/oauth-clients/{client_id}/revoke", frozenset({Role.MANAGER})),
+]
+SESSION_OPERATIONS = {(m, "/api/v1/tenants/{tenant}" + p) for m, p, _ in SESSION_ROUTES}
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+async def test_session_role_matrix_on_own_tenant(
+    client: httpx.AsyncClient, api_keys: ApiKeyStore, sessions: SessionService, role: Role
+) -> None:
+    created, _ = sessions.create_client("default", actor="t")
+    sess, _ = sessions.open_session("default", client_id=created.client_id, subject="a", actor="t")
+    headers = _bearer(api_keys, role.value, None if role == Role.ADMIN else "default")
+    bodies: dict[tuple[str, str], object] = {
+        ("POST", "/oauth-clients"): {},
+        ("PATCH", "/session-policy"): {"reuse_grace": 1},
+        ("POST", "/sessions"): {"client_id": created.client_id, "subject": "b"},
+        ("POST", "/sessions/{session_id}/revoke"): {},
+        ("POST", "/sessions/revoke-subject"): {"subject": "nobody"},
+    }
+    for method, path, roles in SESSION_ROUTES:
+        url = BASE + path.format(client_id=created.client_id, session_id=sess.session_id)
+        r = await client.request(method, url, json=bodies.get((method, path)), headers=headers)
+        label = f"{role} {method} {path}: {r.status_code} {r.text[:200]}"
+        if role == Role.ADMIN or role in roles:
+            assert r.status_code < 400, label
+        else:
+            assert r.status_code == 403, label

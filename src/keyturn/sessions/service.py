@@ -294,7 +294,7 @@ class SessionService:
         if not client.allows(GrantType.CLIENT_CREDENTIALS) or not client.confidential:
             raise UnauthorizedClientError("this client may not use the client_credentials grant")
         granted = self._grant_scope(client.scope, scope)
-        p = self.keys.prepared(tenant)
+        p = self.keys.prepare_signing(tenant)
         t = p.tenant
         with self.store.read() as tx:
             policy = SessionRepo(tx).policy(t.id)
@@ -333,7 +333,7 @@ class SessionService:
             raise UnauthorizedClientError("this client may not use the refresh_token grant")
         if not looks_like_refresh_token(refresh_token):
             raise InvalidGrantError("unknown refresh token")
-        p = self.keys.prepared(tenant)
+        p = self.keys.prepare_signing(tenant)
         t = p.tenant
         presented = hash_secret(refresh_token)
         fresh = new_refresh_token()
@@ -458,7 +458,7 @@ class SessionService:
         claims = check_session_claims(dict(claims or {}))
         if len(orjson.dumps(claims)) > MAX_SESSION_CLAIMS_BYTES:
             raise InvalidInputError(f"claims larger than {MAX_SESSION_CLAIMS_BYTES} bytes")
-        p = self.keys.prepared(tenant)
+        p = self.keys.prepare_signing(tenant)
         t = p.tenant
         client, _ = self._client_row(t, client_id)
         if not client.active:
