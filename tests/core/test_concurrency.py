@@ -44,7 +44,7 @@ def test_two_processes_rotating_at_once_rotate_once(tmp_path: Path, db_url: str)
     current = next(k["kid"] for k in keys if k["state"] == "current")
     procs = [
         subprocess.Popen(
-            [*KEYTURN, "key", "rotate", "--tenant", "acme", "--if-current", current],
+            [*KEYTURN, "key", "rotate", "--tenant", "acme", f"--if-current={current}"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
