@@ -22,6 +22,7 @@ Tree::
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── CacheBusyError              cache_busy
+    ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     └── TokenError                  token_invalid        (action: reject)
@@ -41,7 +42,7 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
-            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            ├── ResponseTooLargeError  response_too_large
             └── FeedError           revocation_feed_failed
                 └── FeedTooLargeError  revocation_feed_too_large
 
@@ -188,6 +189,12 @@ class CacheBusyError(KeyturnError):
     code = "cache_busy"
 
 
+class DrillError(KeyturnError):
+    """``keyturn drill`` could not run (not: it ran and failed; that is a report)."""
+
+    code = "drill_failed_to_run"
+
+
 class AuthError(KeyturnError):
     """Missing or invalid credentials."""
 
@@ -281,7 +288,9 @@ class DiscoveryError(JWKSUnavailableError):
 
 
 class ResponseTooLargeError(JWKSUnavailableError):
-    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+    """A response over ``HTTPOptions.max_response_bytes``: not read further."""
+
+    code = "response_too_large"
 
 
 class FeedError(JWKSUnavailableError):
