@@ -18,6 +18,7 @@ from keyturn.errors import BadSignatureError, UnknownKidError
 from keyturn.keys import Alg
 from keyturn.tokens import TokenSigner
 from keyturn.verifier import CacheOptions, UnknownKidOptions, Verifier
+from tests.waiting import wait_until, waiters
 
 from .conftest import ISSUER, JWKS_URL, START, FakeIssuer, _key
 
@@ -126,10 +127,10 @@ def test_concurrent_unknown_kids_share_one_fetch(
     threads = [threading.Thread(target=call, args=(t,)) for t in tokens]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
-    while issuer.fetches < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
+    # Every caller is blocked on the one refresh, whose fetch is held at the gate.
+    flight = wait_until(lambda: verifier.cache._flight, what="the refresh to start")
+    wait_until(lambda: waiters(flight.done) == 10, what="10 callers waiting on the refresh")
+    assert issuer.fetches == 2
     issuer.gate.set()
     for t in threads:
         t.join()
