@@ -25,6 +25,7 @@ Tree::
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── CacheBusyError              cache_busy
+    ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
@@ -52,7 +53,7 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
-            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            ├── ResponseTooLargeError  response_too_large
             └── FeedError           revocation_feed_failed
                 └── FeedTooLargeError  revocation_feed_too_large
 
@@ -217,6 +218,12 @@ class CacheBusyError(KeyturnError):
     code = "cache_busy"
 
 
+class DrillError(KeyturnError):
+    """``keyturn drill`` could not run (not: it ran and failed; that is a report)."""
+
+    code = "drill_failed_to_run"
+
+
 class OAuthError(KeyturnError):
     """An error of the token or revocation endpoint (RFC 6749 section 5.2, RFC 7009):
     ``code`` is the RFC's ``error`` value, ``status`` its HTTP status."""
@@ -347,7 +354,9 @@ class DiscoveryError(JWKSUnavailableError):
 
 
 class ResponseTooLargeError(JWKSUnavailableError):
-    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+    """A response over ``HTTPOptions.max_response_bytes``: not read further."""
+
+    code = "response_too_large"
 
 
 class FeedError(JWKSUnavailableError):
