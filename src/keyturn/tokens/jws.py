@@ -38,6 +38,7 @@ from keyturn.keys.b64 import b64url_decode, b64url_encode
 
 # Re-exported: the private-key side lives with the key material so every key backend (software,
 # PKCS#11) emits the same JWS signature bytes.
+from keyturn.keys.signing import CURVE_ORDERS as CURVE_ORDERS
 from keyturn.keys.signing import SigningKey
 from keyturn.keys.signing import pss_padding as _pss
 
