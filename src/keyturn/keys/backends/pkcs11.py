@@ -143,6 +143,10 @@ class Pkcs11Config:
 def _bounded(pin: bytes) -> bytes:
     if not pin or len(pin) > MAX_PIN_BYTES:
         raise TokenLoginError(f"a token PIN must be 1 to {MAX_PIN_BYTES} bytes")
+    try:
+        pin.decode()
+    except UnicodeDecodeError:
+        raise TokenLoginError("a token PIN must be UTF-8 text") from None
     return pin
 
 
@@ -295,7 +299,7 @@ class Pkcs11Backend:
                     "(a token locks its user after a few wrong PINs): fix the PIN source"
                 )
             try:
-                session = token.open(rw=True, user_pin=pin)
+                session = token.open(rw=True, user_pin=pin.decode())
             except p.UserAlreadyLoggedIn:
                 # Another session of this process (another URI for the same token) logged in;
                 # login state is per application, so a plain session is logged in too.
