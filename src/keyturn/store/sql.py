@@ -37,6 +37,7 @@ from keyturn.errors import (
     TenantNotFoundError,
 )
 from keyturn.keys.algorithms import Alg
+from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
 from keyturn.ring.ring import Change, Event
 from keyturn.store import schema as s
@@ -58,6 +59,7 @@ class Tenant:
     key_version: int
     created_at: float
     updated_at: float
+    key_backend: BackendSpec = SOFTWARE
 
     def public_view(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Tenant:
             "key_version": self.key_version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "key_backend": self.key_backend.to_dict(),
         }
 
 
@@ -121,6 +124,7 @@ def _tenant_from_row(row: Any) -> Tenant:
         key_version=row.key_version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        key_backend=BackendSpec(row.key_backend, row.key_backend_uri),
     )
 
 
@@ -140,6 +144,8 @@ def _key_from_row(row: Any) -> KeyRecord:
         revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason,
         origin=row.origin,
+        token_object_id=row.token_object_id,
+        token_label=row.token_label,
     )
 
 
@@ -159,6 +165,8 @@ def _key_values(rec: KeyRecord) -> dict[str, Any]:
         "retired_at": rec.retired_at,
         "revoked_at": rec.revoked_at,
         "revocation_reason": rec.revocation_reason,
+        "token_object_id": rec.token_object_id,
+        "token_label": rec.token_label,
     }
 
 
@@ -182,7 +190,13 @@ class Tx:
         return _tenant_from_row(row)
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = SOFTWARE,
     ) -> Tenant:
         try:
             with self.conn.begin_nested():
@@ -200,6 +214,8 @@ class Tx:
                         key_version=1,
                         created_at=now,
                         updated_at=now,
+                        key_backend=key_backend.kind.value,
+                        key_backend_uri=key_backend.uri,
                     )
                 )
         except IntegrityError:

@@ -35,11 +35,12 @@ from keyturn.errors import (
 )
 from keyturn.keys.algorithms import SPECS, Alg, PublicKey, check_key_for_alg
 from keyturn.keys.b64 import b64url_decode, b64url_encode
+from keyturn.keys.backends.base import RawSigner
 
 # Re-exported: the private-key side lives with the key material so every key backend (software,
 # PKCS#11) emits the same JWS signature bytes.
 from keyturn.keys.signing import CURVE_ORDERS as CURVE_ORDERS
-from keyturn.keys.signing import SigningKey
+from keyturn.keys.signing import SigningKey as SigningKey
 from keyturn.keys.signing import pss_padding as _pss
 
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
@@ -257,7 +258,7 @@ def encode_segment(obj: dict[str, Any]) -> bytes:
     return b64url_encode(orjson.dumps(obj))
 
 
-def sign_compact(header_segment: bytes, claims: dict[str, Any], key: SigningKey) -> str:
+def sign_compact(header_segment: bytes, claims: dict[str, Any], key: RawSigner) -> str:
     """``header_segment`` is the pre-encoded protected header (with its trailing dot stripped)."""
     signing_input = header_segment + b"." + b64url_encode(orjson.dumps(claims))
     return (signing_input + b"." + b64url_encode(key.sign(signing_input))).decode("ascii")
