@@ -11,6 +11,7 @@ from pathlib import Path
 from keyturn.clock import Clock
 from keyturn.config import Settings
 from keyturn.errors import ConfigError, TenantExistsError, TenantNotFoundError
+from keyturn.keys.backends import KeyBackends
 from keyturn.keys.sealing import Sealer
 from keyturn.ring.model import Policy
 from keyturn.service import KeyService
@@ -60,7 +61,9 @@ def open_service(
     sealer = Sealer(settings.master_keys(create=create))
     store = SqlStore(settings.database_url, fault_hook=fault_hook_from_env(os.environ))
     store.migrate()
-    return KeyService(store, sealer, clock)
+    # The PKCS#11 module allow-list and PIN sources are read from the environment here, once;
+    # a PIN itself is read only when a token session logs in.
+    return KeyService(store, sealer, clock, backends=KeyBackends.from_env(sealer, os.environ))
 
 
 def ensure_default_tenant(service: KeyService, settings: Settings, *, actor: str) -> bool:
@@ -76,6 +79,7 @@ def ensure_default_tenant(service: KeyService, settings: Settings, *, actor: str
             issuer=settings.issuer_for(settings.default_tenant),
             policy=Policy(),
             actor=actor,
+            key_backend=settings.key_backend,
         )
     except TenantExistsError:  # another process created it first
         return False

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import orjson
 
 from keyturn import errors as E
+from keyturn.cli_backends import add_key_backend_opts, key_backend_from_args
 from keyturn.config import Settings
 from keyturn.durations import fmt_duration, parse_duration
 from keyturn.keys.algorithms import ALLOWED_RSA_BITS, Alg
@@ -32,6 +33,7 @@ EXIT_INVALID_INPUT = 6
 EXIT_TOKEN_INVALID = 7
 EXIT_STORE_UNAVAILABLE = 8
 EXIT_CONFIG = 9
+EXIT_KEY_BACKEND = 10
 
 _EXIT_BY_ERROR: list[tuple[type[E.KeyturnError], int]] = [
     (E.NotFoundError, EXIT_NOT_FOUND),
@@ -40,6 +42,7 @@ _EXIT_BY_ERROR: list[tuple[type[E.KeyturnError], int]] = [
     (E.TokenError, EXIT_TOKEN_INVALID),
     (E.InvalidInputError, EXIT_INVALID_INPUT),
     (E.StoreUnavailableError, EXIT_STORE_UNAVAILABLE),
+    (E.KeyBackendError, EXIT_KEY_BACKEND),
     (E.ConfigError, EXIT_CONFIG),
 ]
 
@@ -190,7 +193,12 @@ def cmd_tenant(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         policy = Policy(**fields)
         issuer = args.issuer or settings.issuer_for(args.name)
         res = svc.create_tenant(
-            args.name, issuer=issuer, policy=policy, force=args.force, actor=_actor(args)
+            args.name,
+            issuer=issuer,
+            policy=policy,
+            force=args.force,
+            actor=_actor(args),
+            key_backend=key_backend_from_args(args, settings),
         )
         _print_outcome(out, res, f"created tenant {args.name}\n" + _tenant_text(res.tenant))
     elif args.tenant_cmd == "list":
@@ -519,7 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zero-downtime JWT signing-key rotation.",
         parents=[common],
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 unsafe policy, "
-        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key.",
+        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key, "
+        "10 key backend (token) unavailable.",
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -534,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--issuer", help="issuer URL (default PUBLIC_URL/t/NAME)")
     _add_policy_opts(c)
+    add_key_backend_opts(c)
     tsub.add_parser("list", parents=[common], help="list tenants")
     s = tsub.add_parser("show", parents=[common], help="show a tenant and its policy")
     s.add_argument("name")
