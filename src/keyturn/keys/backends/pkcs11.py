@@ -251,7 +251,7 @@ class Pkcs11Backend:
         self._lock = threading.RLock()
         self._session: Any = None
         self._mechs: frozenset[Any] = frozenset()
-        self._keys: dict[bytes, Any] = {}
+        self._keys: dict[bytes, Any] = {}  # object handles, valid for the current session
         self._refused_pin: bytes | None = None  # sha256 of the last PIN the token refused
 
     # --- session ---------------------------------------------------------------------
@@ -505,7 +505,14 @@ class Pkcs11Backend:
 
     def signer(self, tenant: str, kid: str, alg: Alg, ref: KeyRef) -> RawSigner:
         object_id = self._id(ref)
-        self._run("finding a signing key", lambda s: self._private(s, object_id))
+
+        def find(session: Any) -> Any:
+            # Looked up afresh, not from the handle cache: readiness asks through here whether
+            # the object is still in the token.
+            self._keys.pop(object_id, None)
+            return self._private(session, object_id)
+
+        self._run("finding a signing key", find)
         return Pkcs11Signer(self, object_id, alg)
 
     def sign_raw(self, object_id: bytes, mechanism: Any, param: Any, data: bytes) -> bytes:
@@ -539,12 +546,9 @@ class Pkcs11Backend:
         p = _p11()
 
         def probe(session: Any) -> None:
-            # A search exercises the session handle and the login; every cached key handle is
-            # looked up again so an object deleted outside keyturn shows here, not at sign time.
+            # A search exercises the session handle and the login (a lost session is reopened
+            # here). Whether a given key's object is still there is ``signer``'s question.
             list(session.get_objects({p.Attribute.ID: b"keyturn-probe"}))
-            for object_id in list(self._keys):
-                self._keys.pop(object_id, None)
-                self._private(session, object_id)
 
         self._run("checking the token", probe)
 
