@@ -168,7 +168,13 @@ class KeyService:
             raise
 
     def _destroy_private(
-        self, tx: Tx, tenant: Tenant, ring: Ring, change: Change, now: float, actor: str
+        self,
+        tx: Tx,
+        tenant: Tenant,
+        keys_before: list[KeyRecord],
+        change: Change,
+        now: float,
+        actor: str,
     ) -> None:
         """Inside the transaction, as its last step: destroy the token objects of keys this
         change retires or revokes, and audit each. A token failure raises, so the transaction
@@ -178,7 +184,7 @@ class KeyService:
         if tenant.key_backend.kind == BackendKind.SOFTWARE:
             return
         backend = self.backend(tenant)
-        before = {k.kid: k for k in ring.keys}
+        before = {k.kid: k for k in keys_before}
         for rec in change.updated + change.created:
             if rec.state == KeyState.CURRENT and rec.token_object_id is not None:
                 backend.signer(tenant.name, rec.kid, rec.alg, rec.ref)
@@ -291,6 +297,7 @@ class KeyService:
             if tenant.policy != current.policy:
                 raise ConcurrentChangeError(f"the policy of {name} changed meanwhile; try again")
             ring = Ring(name, policy, tx.keys(tenant))
+            keys_before = list(ring.keys)  # the ring's operations update it in place
             tx.update_policy(tenant, policy, bool(violations), now)
             tx.audit(
                 at=now,
@@ -317,8 +324,8 @@ class KeyService:
                 change.events += [e for e in change2.events if e.event != "key.imported"]
                 change.events.append(Event("key.created", new_next.kid, {"state": "next"}))
             tx.apply(tenant, change, now)
-            self._destroy_private(tx, tenant, ring, change, now, actor)
             tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=None)
+            self._destroy_private(tx, tenant, keys_before, change, now, actor)
             tenant = tx.tenant(name)
         self._changed(name)
         return Outcome(tenant, change, violations)
@@ -341,10 +348,11 @@ class KeyService:
         with discard, self.store.write() as tx:
             tenant = tx.tenant(name)
             ring = Ring(name, tenant.policy, tx.keys(tenant))
+            keys_before = list(ring.keys)  # the ring's operations update it in place
             change = fn(tx, tenant, ring, now)
             tx.apply(tenant, change, now)
             tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=reason)
-            self._destroy_private(tx, tenant, ring, change, now, actor)
+            self._destroy_private(tx, tenant, keys_before, change, now, actor)
             tenant = tx.tenant(name)
         if not change.empty:
             self._changed(name)
