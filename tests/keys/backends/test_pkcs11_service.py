@@ -48,7 +48,7 @@ def tenant(
         actor="test",
         key_backend=BackendSpec("pkcs11", softhsm.uri),  # type: ignore[arg-type]
     )
-    yield name
+    return name
 
 
 def _objects(softhsm: SoftHsm, name: str) -> set[str]:
