@@ -7,7 +7,6 @@ objects (audited); a token failure changes no key state.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -38,7 +37,7 @@ POLICY = Policy(
 @pytest.fixture
 def tenant(
     token_service: KeyService, softhsm: SoftHsm, request: pytest.FixtureRequest
-) -> Iterator[str]:
+) -> str:
     # A name per test: the token is shared by the whole run, labels keep tests apart.
     name = "hsm-" + str(abs(hash(request.node.nodeid)) % 10**8)
     token_service.create_tenant(
