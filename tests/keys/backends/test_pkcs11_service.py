@@ -35,9 +35,7 @@ POLICY = Policy(
 
 
 @pytest.fixture
-def tenant(
-    token_service: KeyService, softhsm: SoftHsm, request: pytest.FixtureRequest
-) -> str:
+def tenant(token_service: KeyService, softhsm: SoftHsm, request: pytest.FixtureRequest) -> str:
     # A name per test: the token is shared by the whole run, labels keep tests apart.
     name = "hsm-" + str(abs(hash(request.node.nodeid)) % 10**8)
     token_service.create_tenant(
