@@ -5,8 +5,9 @@
 
 Both paths sign through ``TokenSigner`` (the service's hot path): software with the private key
 in memory, PKCS#11 through one logged-in session to a token initialised here in a temporary
-directory. Rounds alternate software and token so load drift hits both; the ratio is token /
-software per round, reported as median and min-max. Needs softhsm2 (scripts/install-test-deps).
+directory. Within each round the two paths run in alternating 50 ms slices (as the rest of
+the suite does) so load drift hits both; the ratio is token / software per round, reported as
+median and min-max. Needs softhsm2 (scripts/install-test-deps).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bench._common import machine
@@ -32,16 +34,29 @@ MODULES = (
 CLAIMS = {"iss": "https://issuer.example", "sub": "bench", "aud": "api", "iat": 1, "exp": 2}
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(20):
-            fn()
-        n += 20
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
+SLICE = 0.05  # seconds per slice; slices alternate so background drift hits both paths
+
+
+def _round(a: Callable[[], object], b: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Ops/s of ``a`` and ``b`` over one round of alternating 50 ms slices (order rotating)."""
+    counts, spent = [0, 0], [0.0, 0.0]
+    fns = (a, b)
+    flip = 0
+    while min(spent) < seconds:
+        for i in (flip, 1 - flip):
+            fn, n = fns[i], 0
+            start = time.perf_counter()
+            deadline = start + SLICE
+            while True:
+                fn()
+                n += 1
+                now = time.perf_counter()
+                if now >= deadline:
+                    break
+            counts[i] += n
+            spent[i] += now - start
+        flip = 1 - flip
+    return counts[0] / spent[0], counts[1] / spent[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +120,11 @@ def _run(module: str, algs: list[str], rounds: int, seconds: float) -> int:
         soft = TokenSigner(generate_private_key(alg, 2048), alg, new.kid)
         soft_rates, token_rates = [], []
         for _ in range(rounds):
-            soft_rates.append(_rate(lambda s=soft: s.sign(CLAIMS), seconds))
-            token_rates.append(_rate(lambda t=token: t.sign(CLAIMS), seconds))
+            s_rate, t_rate = _round(
+                partial(soft.sign, CLAIMS), partial(token.sign, CLAIMS), seconds
+            )
+            soft_rates.append(s_rate)
+            token_rates.append(t_rate)
         ratios = [t / s for t, s in zip(token_rates, soft_rates, strict=True)]
         row = (
             name,
