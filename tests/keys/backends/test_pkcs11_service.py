@@ -290,3 +290,21 @@ def test_unsupported_module_refused_before_anything_is_stored(
         )
     with pytest.raises(E.TenantNotFoundError):
         token_service.tenant("hsm-evil")
+
+
+def test_session_lost_mid_run_is_recovered_without_a_state_change(
+    token_service: KeyService, tenant: str, softhsm: SoftHsm
+) -> None:
+    svc = token_service
+    first, _ = svc.sign(tenant, {"sub": "a"})
+    before = svc.ring(tenant)
+    softhsm.reinitialize()  # a token reset: every session handle of the process is invalid
+    svc.check_key_backends()  # readiness reopens the session
+    second, _ = svc.sign(tenant, {"sub": "b"})
+    softhsm.reinitialize()
+    third, _ = svc.sign(tenant, {"sub": "c"})  # the sign path reopens it too
+    assert {jwt.get_unverified_header(t)["kid"] for t in (first, second, third)} == {
+        before[1].current.kid if before[1].current else ""
+    }
+    assert [_verify(svc, tenant, t)["sub"] for t in (first, second, third)] == ["a", "b", "c"]
+    assert svc.ring(tenant) == before
