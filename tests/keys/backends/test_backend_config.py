@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from keyturn import errors as E
-from keyturn.cli_backends import add_key_backend_opts, key_backend_from_args
+from keyturn.cli.key_backend import add_key_backend_opts, key_backend_from_args
 from keyturn.config import Settings
 from keyturn.keys.backends import SOFTWARE, BackendSpec
 
