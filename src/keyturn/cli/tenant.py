@@ -96,6 +96,11 @@ def tenant_text(t: Any) -> str:
             f"pre-publication: {fmt_duration(p.prepublication)}  retention: {fmt_duration(p.retention)}",
         ]
         + (["policy:          FORCED (breaks a timing rule; see audit)"] if t.policy_forced else [])
+        + (
+            [f"key backend:     {t.key_backend.kind} {t.key_backend.uri}"]
+            if t.key_backend.uri is not None
+            else []
+        )
     )
 
 

@@ -148,6 +148,7 @@ def test_serve_restart_keeps_signing_with_keys_in_the_token(
         )
     )
     assert [e["event"] for e in created["events"]] == ["key.created", "key.created"]
+    assert f"key backend:     pkcs11 {softhsm.uri}" in _cli(env, "tenant", "show", "hsm")
     shown = orjson.loads(_cli(env, "key", "list", "--tenant", "hsm", "--json"))
     assert all(k["token"]["label"].startswith("keyturn:hsm:") for k in shown)
     assert not any("sealed" in str(k) for k in shown)
