@@ -35,7 +35,12 @@ def open_service(
     store.migrate()
     # The PKCS#11 module allow-list and PIN sources are read from the environment here, once;
     # a PIN itself is read only when a token session logs in.
-    return KeyService(store, sealer, clock, backends=KeyBackends.from_env(sealer, os.environ))
+    service = KeyService(store, sealer, clock, backends=KeyBackends.from_env(sealer, os.environ))
+    if not settings.master_key_env:
+        # The key file may gain a key while we run (`keyturn master-key rotate`): the service
+        # reads it again when it meets a blob sealed under a key it has not loaded.
+        service.reload_sealer = lambda: Sealer(settings.master_keys())
+    return service
 
 
 def ensure_default_tenant(service: KeyService, settings: Settings, *, actor: str) -> bool:

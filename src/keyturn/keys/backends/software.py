@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from keyturn.errors import KeyObjectMissingError
 from keyturn.keys.algorithms import Alg, PrivateKey, PublicKey
 from keyturn.keys.backends.base import BackendKind, KeyRef, NewKey, RawSigner
@@ -18,6 +20,9 @@ class SoftwareBackend:
 
     def __init__(self, sealer: Sealer) -> None:
         self.sealer = sealer
+        # How a sealed blob is opened; the service sets its own (it reloads the master keys
+        # when a blob names one not loaded yet). (blob, master key id, tenant, kid) -> key.
+        self.open_sealed: Callable[[bytes, str, str, str], PrivateKey] | None = None
 
     def _new(
         self,
@@ -50,7 +55,8 @@ class SoftwareBackend:
     def _open(self, tenant: str, kid: str, ref: KeyRef) -> PrivateKey:
         if ref.sealed_private is None or ref.master_key_id is None:
             raise KeyObjectMissingError(f"key {kid} of tenant {tenant} holds no private material")
-        return self.sealer.open(ref.sealed_private, ref.master_key_id, tenant, kid)
+        opener = self.open_sealed or self.sealer.open
+        return opener(ref.sealed_private, ref.master_key_id, tenant, kid)
 
     def public_key(self, tenant: str, kid: str, ref: KeyRef) -> PublicKey:
         return self._open(tenant, kid, ref).public_key()
