@@ -2,7 +2,7 @@
 
 SoftHSM2 comes from Debian's ``softhsm2`` (``scripts/install-test-deps`` installs it) and
 python-pkcs11 from PyPI (the dev extra). Without them these tests skip with a hint, except in
-CI (``CI=true``), where a missing token is a failure, not a skip.
+CI (``CI=true``, see tests/tools.py), where a missing token is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from keyturn.clock import FakeClock
 from keyturn.keys.backends import KeyBackends
 from keyturn.keys.backends.pkcs11 import MODULE_ENV, PIN_ENV, Pkcs11Config
 from keyturn.keys.sealing import Sealer
+from tests.tools import skip_or_fail
 
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -77,9 +78,7 @@ class SoftHsm:
 
 
 def _missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI needs SoftHSM2 and python-pkcs11: " + HINT.format(why=why))
-    pytest.skip(HINT.format(why=why))
+    skip_or_fail(HINT.format(why=why))  # skips locally; fails under CI=true
 
 
 @pytest.fixture(scope="session")
