@@ -9,6 +9,7 @@ Tree::
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── KeyBackendUnsupportedError key_backend_unsupported (import into a token, alg)
     │   └── TokenLifetimeError      token_lifetime_exceeded
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
@@ -24,6 +25,10 @@ Tree::
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
+    ├── KeyBackendError             key_backend_failed   (nothing changed)
+    │   ├── TokenUnavailableError   token_unavailable    (module, token absent, session lost)
+    │   ├── TokenLoginError         token_login_failed   (wrong or missing PIN, PIN locked)
+    │   └── KeyObjectMissingError   key_object_missing   (the key's object is not in the token)
     ├── CacheBusyError              cache_busy
     ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
@@ -210,6 +215,36 @@ class StoreUnavailableError(KeyturnError):
     """The database cannot be reached; nothing was changed."""
 
     code = "store_unavailable"
+
+
+class KeyBackendUnsupportedError(InvalidInputError):
+    """The tenant's key backend cannot do this (import into a token, an algorithm it lacks)."""
+
+    code = "key_backend_unsupported"
+
+
+class KeyBackendError(KeyturnError):
+    """The key backend (a PKCS#11 token, a KMS) failed; no key state was changed."""
+
+    code = "key_backend_failed"
+
+
+class TokenUnavailableError(KeyBackendError):
+    """The PKCS#11 module cannot be loaded, the token is absent, or its session was lost."""
+
+    code = "token_unavailable"
+
+
+class TokenLoginError(KeyBackendError):
+    """The token refused the PIN (wrong, locked, expired) or no PIN source is configured."""
+
+    code = "token_login_failed"
+
+
+class KeyObjectMissingError(KeyBackendError):
+    """A key the ring holds has no private object in its backend (deleted outside keyturn)."""
+
+    code = "key_object_missing"
 
 
 class CacheBusyError(KeyturnError):
