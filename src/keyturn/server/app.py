@@ -400,7 +400,10 @@ def create_app(
     session_key = hmac.new(
         service.sealer.keys[0].secret, b"keyturn admin session key v1", hashlib.sha256
     ).digest()
-    api.mount("/admin", build_admin(service, api_keys, session_key=session_key))
+    api.mount(
+        "/admin",
+        build_admin(service, api_keys, session_key=session_key, issuer_for=settings.issuer_for),
+    )
 
     @api.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
