@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keyturn.errors import ConfigError
+from keyturn.errors import ConfigError, InvalidInputError
 from keyturn.jwks_http import tenant_base_url
+from keyturn.keys.backends import SOFTWARE, BackendSpec
 from keyturn.keys.sealing import MasterKey, load_master_keys
 
 
@@ -29,6 +30,9 @@ class Settings:
     master_key_env: str | None = field(default=None, repr=False)
     master_key_file: Path | None = None
     default_tenant: str = "default"
+    # The key backend for new tenants (the default one included) when none is named:
+    # KEYTURN_KEY_BACKEND=pkcs11 with KEYTURN_PKCS11_URI.
+    key_backend: BackendSpec = SOFTWARE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,12 +48,19 @@ class Settings:
             raise ConfigError(f"KEYTURN_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
         mk_file = env.get("KEYTURN_MASTER_KEY_FILE")
         master_key_file = Path(mk_file).expanduser() if mk_file else home / "master.key"
+        kind = env.get("KEYTURN_KEY_BACKEND") or "software"
+        uri = env.get("KEYTURN_PKCS11_URI") or None
+        try:
+            key_backend = BackendSpec(kind, uri if kind == "pkcs11" else None)  # type: ignore[arg-type]
+        except InvalidInputError as exc:
+            raise ConfigError(f"KEYTURN_KEY_BACKEND/KEYTURN_PKCS11_URI: {exc.detail}") from None
         return cls(
             home=home,
             database_url=db,
             public_url=public_url,
             master_key_env=env.get("KEYTURN_MASTER_KEY") or None,
             master_key_file=master_key_file,
+            key_backend=key_backend,
         )
 
     def master_keys(self, *, create: bool = False) -> list[MasterKey]:

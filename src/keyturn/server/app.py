@@ -412,10 +412,12 @@ def create_app(
 
     @api.get("/readyz", response_model=Health, tags=["health"])
     async def readyz() -> Response | Health:
-        """The store answers and the default tenant's keys are loaded."""
+        """The store answers, the default tenant's keys are loaded, and every key backend
+        (PKCS#11 token) answers and holds each tenant's current key."""
         try:
             await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
+            await anyio.to_thread.run_sync(service.check_key_backends)
         except KeyturnError as exc:
             if metrics is not None and isinstance(exc, StoreUnavailableError):
                 metrics.store_error("read")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from keyturn.keys.backends.base import BackendSpec
 from keyturn.ring.model import KeyRecord, Policy
 from keyturn.ring.records import AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event
@@ -25,7 +26,13 @@ class StoreTx(Protocol):
     def tenant(self, name: str, *, lock: bool = True) -> Tenant: ...
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = ...,
     ) -> Tenant: ...
 
     def update_policy(self, tenant: Tenant, policy: Policy, forced: bool, now: float) -> None: ...

@@ -36,6 +36,7 @@ from keyturn.errors import (
     TenantNotFoundError,
 )
 from keyturn.keys.algorithms import Alg
+from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
 from keyturn.ring.records import AuditRecord as AuditRecord
 from keyturn.ring.records import RotationRow
@@ -79,6 +80,7 @@ def _tenant_from_row(row: Any) -> Tenant:
         key_version=row.key_version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        key_backend=BackendSpec(row.key_backend, row.key_backend_uri),
     )
 
 
@@ -98,6 +100,8 @@ def _key_from_row(row: Any) -> KeyRecord:
         revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason,
         origin=row.origin,
+        token_object_id=row.token_object_id,
+        token_label=row.token_label,
     )
 
 
@@ -117,6 +121,8 @@ def _key_values(rec: KeyRecord) -> dict[str, Any]:
         "retired_at": rec.retired_at,
         "revoked_at": rec.revoked_at,
         "revocation_reason": rec.revocation_reason,
+        "token_object_id": rec.token_object_id,
+        "token_label": rec.token_label,
     }
 
 
@@ -140,7 +146,13 @@ class Tx:
         return _tenant_from_row(row)
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = SOFTWARE,
     ) -> Tenant:
         try:
             with self.conn.begin_nested():
@@ -158,6 +170,8 @@ class Tx:
                         key_version=1,
                         created_at=now,
                         updated_at=now,
+                        key_backend=key_backend.kind.value,
+                        key_backend_uri=key_backend.uri,
                     )
                 )
         except IntegrityError:
