@@ -124,6 +124,13 @@ class TenantExistsError(ConflictError):
     code = "tenant_exists"
 
 
+class IssuerChangeError(ConflictError):
+    """Changing a tenant's issuer breaks its live tokens (they carry the old ``iss``): refused
+    unless forced."""
+
+    code = "issuer_change_refused"
+
+
 class ConcurrentChangeError(ConflictError):
     """Another process changed the key ring first; nothing was changed by this call."""
 

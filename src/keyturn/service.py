@@ -26,6 +26,7 @@ from keyturn.errors import (
     ConcurrentChangeError,
     InvalidInputError,
     InvalidTransitionError,
+    IssuerChangeError,
     KeyNotFoundError,
     TokenLifetimeError,
 )
@@ -34,10 +35,11 @@ from keyturn.keys.generate import generate_private_key
 from keyturn.keys.importing import ImportFormat, import_key
 from keyturn.keys.jwk import public_jwk
 from keyturn.keys.sealing import Sealer
+from keyturn.ring.issuer import check_issuer
 from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
 from keyturn.ring.policy import validate_policy
 from keyturn.ring.policy_contract import PolicyChange
-from keyturn.ring.records import AuditRecord, RotationRow, Tenant
+from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
 from keyturn.store.interface import KeyStore, StoreTx
 from keyturn.tokens.keyset import KeySet
@@ -209,6 +211,27 @@ class KeyService:
         """Problems in the audit hash chain; empty when intact."""
         return self.store.verify_audit_chain()
 
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor:
+        """The audit trail's head hash and record count (after the first ``count`` records)."""
+        return self.store.audit_anchor(count)
+
+    def verify_audit_anchor(self, expect: AuditAnchor) -> list[str]:
+        """Problems between an anchor saved earlier and the trail now: the first
+        ``expect.count`` records must still be there and hash to ``expect.head`` (records
+        appended since are fine)."""
+        now = self.store.audit_anchor(expect.count)
+        if now.count < expect.count:
+            return [
+                f"audit trail has {now.count} records, fewer than the {expect.count} anchored: "
+                "records were deleted"
+            ]
+        if now.head != expect.head:
+            return [
+                f"audit head after {expect.count} records is {now.head}, not the anchored "
+                f"{expect.head}: anchored records were changed or removed"
+            ]
+        return []
+
     def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]:
         """Rotation timing of at most ``limit`` tenants, soonest due first; and the count."""
         return self.store.rotation_rows(limit)
@@ -235,8 +258,7 @@ class KeyService:
         actor: str,
     ) -> Outcome:
         check_tenant_name(name)
-        if not issuer.startswith(("https://", "http://")):
-            raise InvalidInputError(f"issuer must be an http(s) URL, got {issuer!r}")
+        check_issuer(issuer)
         violations = validate_policy(policy, force=force)
         placeholder = Tenant(0, name, issuer, policy, force, 0, 0.0, 0.0)
         cur, nxt = self._new_key(placeholder), self._new_key(placeholder)
@@ -294,6 +316,42 @@ class KeyService:
             }
         )
         return self.change_policy(name, change, actor=actor, force=force)
+
+    def change_issuer(
+        self, name: str, issuer: str, *, actor: str, force: bool = False, reason: str | None = None
+    ) -> Outcome:
+        """Give a tenant another issuer (audited). Tokens already issued carry the old ``iss``
+        and fail verifiers that expect the new one, so this is refused unless ``force``."""
+        check_issuer(issuer)
+        if reason is not None:
+            reason = _check_reason(reason)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.tenant(name)
+            if tenant.issuer == issuer:
+                return Outcome(
+                    tenant, Change(warnings=[f"the issuer of {name} is already {issuer}"])
+                )
+            if not force:
+                raise IssuerChangeError(
+                    f"tenant {name} has issuer {tenant.issuer}: tokens it issued carry that "
+                    f"issuer and fail verifiers expecting {issuer} until they expire (at most "
+                    f"the token ttl); give force (--force) to change it anyway"
+                )
+            old = tenant.issuer
+            tx.update_issuer(tenant, issuer, now)
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="tenant.issuer_changed",
+                tenant=name,
+                reason=reason,
+                details={"old": old, "new": issuer, "forced": True},
+            )
+            tenant = tx.tenant(name)
+        self._changed(name)
+        change = Change(events=[Event("tenant.issuer_changed", None, {"old": old, "new": issuer})])
+        return Outcome(tenant, change)
 
     def change_policy(
         self, name: str, update: PolicyChange, *, actor: str, force: bool = False

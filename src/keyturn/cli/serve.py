@@ -26,6 +26,12 @@ def register(sub: Subparsers, parents: Parents) -> None:
     )
     sp.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sp.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sp.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL clients reach this server at, in issuers and jwks_uri (default: "
+        "KEYTURN_PUBLIC_URL, else http://HOST:PORT of this server)",
+    )
     sp.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     sched = sp.add_mutually_exclusive_group()
     sched.add_argument(
@@ -68,6 +74,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="the least severe level logged (default info)",
     )
     sp.add_argument(
         "--log-format",
@@ -140,6 +147,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     from keyturn.server.serve import run
 
     options = _options(args)
+    if args.public_url:
+        settings = settings.with_public_url(args.public_url)
+    else:
+        settings = settings.serving_at(args.host, args.port)
     listen = Listen(
         host=args.host,
         port=args.port,

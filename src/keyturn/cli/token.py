@@ -28,7 +28,9 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "verify", parents=[common, parents.tenant], help="verify a token against the published keys"
     )
     tv.add_argument("token", help="the token, @file, or - for stdin")
-    tv.add_argument("--audience", "--aud", dest="audience")
+    tv.add_argument(
+        "--audience", "--aud", dest="audience", help="require this audience in the aud claim"
+    )
     tk.set_defaults(fn=cmd_token)
 
 

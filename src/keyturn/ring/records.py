@@ -65,6 +65,19 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditAnchor:
+    """Where the audit trail stood: how many records, and one hash over the head of every
+    scope's chain after them. Saved outside the database, it lets ``audit verify`` notice
+    records deleted from the end, which the chain alone cannot show."""
+
+    count: int
+    head: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "head": self.head}
+
+
+@dataclass(frozen=True)
 class RotationRow:
     """One tenant's rotation timing, as the metrics gauges need it (R, C, S and two stamps)."""
 

@@ -28,6 +28,7 @@ from keyturn.server.models import (
     AuditOut,
     AuditPage,
     ImportIn,
+    IssuerUpdate,
     JwksEntry,
     KeyOut,
     OutcomeOut,
@@ -136,6 +137,17 @@ def build_router(ctx: ApiContext) -> APIRouter:
             fields["alg"] = Alg(fields["alg"])
         change = PolicyChange.from_mapping(fields)
         return done(svc.change_policy(tenant, change, actor=p.actor, force=body.force))
+
+    @r.put("/tenants/{tenant}/issuer", response_model=OutcomeOut, tags=["tenants"])
+    def update_issuer(tenant: TenantPath, body: IssuerUpdate, p: Caller) -> OutcomeOut:
+        """Change the issuer. Live tokens carry the old one: refused (409
+        ``issuer_change_refused``) unless ``force``; audited as ``tenant.issuer_changed``."""
+        p.require(Right.MANAGE, tenant)
+        return done(
+            svc.change_issuer(
+                tenant, body.issuer, actor=p.actor, force=body.force, reason=body.reason
+            )
+        )
 
     # --- keys ----------------------------------------------------------------------------
     @r.get("/tenants/{tenant}/keys", response_model=list[KeyOut], tags=["keys"])

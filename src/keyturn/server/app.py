@@ -28,6 +28,7 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
+from keyturn.server.guards import JsonOnly, add_method_errors
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
@@ -384,7 +385,9 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(api, metrics)
-    api.include_router(build_router(ApiContext(service, api_keys, settings, metrics)))
+    router = build_router(ApiContext(service, api_keys, settings, metrics))
+    add_method_errors(router)
+    api.include_router(router)
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -405,16 +408,19 @@ def create_app(
         try:
             await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
-        except KeyturnError as exc:
-            if metrics is not None and isinstance(exc, StoreUnavailableError):
+        except Exception as exc:
+            # Unauthenticated: say only that the store does not answer. The details (host,
+            # port, database name in the driver's message) go to the log.
+            store_down = isinstance(exc, StoreUnavailableError) or not isinstance(exc, KeyturnError)
+            if metrics is not None and store_down:
                 metrics.store_error("read")
-            return problem_response(503, problem(503, exc.detail, exc.code))
-        except Exception:
-            if metrics is not None:
-                metrics.store_error("read")
-            return problem_response(
-                503, problem(503, "the store is unreachable", "store_unavailable")
-            )
+            log.warning("readyz: not ready: %s", getattr(exc, "detail", type(exc).__name__))
+            if store_down:
+                body = problem(503, "not ready: the key store does not answer", "store_unavailable")
+            else:
+                code = exc.code if isinstance(exc, KeyturnError) else "not_ready"
+                body = problem(503, "not ready: the default tenant's keys are not loaded", code)
+            return problem_response(503, body)
         if docs is None or docs.jwks.body == b'{"keys":[]}':
             return problem_response(
                 503, problem(503, "the default tenant has no published keys", "not_ready")
@@ -423,7 +429,7 @@ def create_app(
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
+    fallback: ASGIApp = RequestId(BodyLimit(JsonOnly(api), max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)

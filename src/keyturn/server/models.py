@@ -55,6 +55,14 @@ class TenantCreate(_Strict):
     force: bool = False
 
 
+class IssuerUpdate(_Strict):
+    issuer: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    force: bool = Field(
+        False, description="change it although live tokens carry the old issuer (audited)"
+    )
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
 class PolicyUpdate(PolicyIn):
     force: bool = False
 

@@ -37,8 +37,8 @@ from keyturn.errors import (
 )
 from keyturn.keys.algorithms import Alg
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
+from keyturn.ring.records import AuditAnchor, RotationRow
 from keyturn.ring.records import AuditRecord as AuditRecord
-from keyturn.ring.records import RotationRow
 from keyturn.ring.records import Tenant as Tenant
 from keyturn.ring.ring import Change, Event
 from keyturn.store import schema as s
@@ -60,6 +60,14 @@ def _next_rotation_at(keys: Any, tenants: Any) -> Any:
 def _audit_hash(prev: str, rec: dict[str, Any]) -> str:
     body = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + body).hexdigest()
+
+
+def anchor_hash(heads: dict[str, str]) -> str:
+    """One SHA-256 over every scope's last hash (scopes sorted): the audit trail's head."""
+    h = hashlib.sha256(b"keyturn audit anchor v1\n")
+    for scope in sorted(heads):
+        h.update(f"{scope}\t{heads[scope]}\n".encode())
+    return h.hexdigest()
 
 
 def _tenant_from_row(row: Any) -> Tenant:
@@ -179,6 +187,14 @@ class Tx:
                 key_version=s.tenants.c.key_version + 1,
                 updated_at=now,
             )
+        )
+        self.notify(tenant.name)
+
+    def update_issuer(self, tenant: Tenant, issuer: str, now: float) -> None:
+        self.conn.execute(
+            update(s.tenants)
+            .where(s.tenants.c.id == tenant.id)
+            .values(issuer=issuer, key_version=s.tenants.c.key_version + 1, updated_at=now)
         )
         self.notify(tenant.name)
 
@@ -669,6 +685,20 @@ class SqlStore:
                 )
                 for r in tx.conn.execute(q)
             ]
+
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor:
+        """The anchor after the first ``count`` records in id order (all: ``None``). With fewer
+        records than ``count``, the anchor of all of them (its count says how many)."""
+        heads: dict[str, str] = {}
+        seen = 0
+        q = select(s.audit.c.scope, s.audit.c.hash).order_by(s.audit.c.id)
+        if count is not None:
+            q = q.limit(max(0, count))
+        with self.read() as tx:
+            for scope, h in tx.conn.execute(q):
+                heads[scope] = h
+                seen += 1
+        return AuditAnchor(seen, anchor_hash(heads))
 
     def verify_audit_chain(self) -> list[str]:
         """Recompute every hash chain; return a description of each break (empty: intact)."""
