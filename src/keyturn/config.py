@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from keyturn.errors import ConfigError
+from keyturn.jwks_http import tenant_base_url
 from keyturn.keys.sealing import MasterKey, load_master_keys
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
@@ -114,6 +115,4 @@ class Settings:
 
     def issuer_for(self, tenant: str) -> str:
         """The default tenant is the root issuer; others live under /t/{name}."""
-        if tenant == self.default_tenant:
-            return self.public_url
-        return f"{self.public_url}/t/{tenant}"
+        return tenant_base_url(self.public_url, tenant, self.default_tenant)
