@@ -16,6 +16,7 @@ Tree::
     │   └── ApiKeyNotFoundError     api_key_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
+    │   ├── IssuerChangeError       issuer_change_refused
     │   ├── ConcurrentChangeError   concurrent_change
     │   └── InvalidTransitionError  invalid_transition
     ├── UnsafePolicyError           policy_unsafe
