@@ -388,7 +388,7 @@ class KeyService:
             if new_next is not None:
                 # A new algorithm or key size reaches signing through the next key, so it
                 # is pre-published like any other: replace next now, switch at rotation.
-                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None)
+                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None, replace_next=True)
                 change.updated += change2.updated
                 change.created += change2.created
                 change.events += [e for e in change2.events if e.event != "key.imported"]
@@ -481,8 +481,11 @@ class KeyService:
         fmt: ImportFormat | None = None,
         password: bytes | None = None,
         as_state: KeyState = KeyState.NEXT,
+        replace_next: bool = False,
     ) -> Outcome:
-        """Import a private key into the ring (as next by default: pre-published like any key)."""
+        """Import a private key into the ring (as next by default: pre-published like any key).
+        An existing next key is replaced (retired, private key destroyed) only with
+        ``replace_next``."""
         tenant = self.store.tenant(name)
         imported = import_key(data, fmt=fmt, password=password, alg=None)
         # The imported key must serve the tenant's algorithm: one tenant signs with one alg.
@@ -498,7 +501,7 @@ class KeyService:
         )
 
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
-            return ring.place_imported(now, rec, as_state, None)
+            return ring.place_imported(now, rec, as_state, None, replace_next=replace_next)
 
         return self._transition(name, actor, None, fn)
 

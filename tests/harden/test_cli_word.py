@@ -188,3 +188,71 @@ def test_plan_fits_a_terminal(home: Path, capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = run(capsys, "plan", "--json")
     steps = json.loads(out)["default"]
     assert len(steps[0]["signing"]) == 43  # --json keeps whole kids
+
+
+def test_key_import_as_next_refuses_to_destroy_the_next_key(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from keyturn.keys.algorithms import Alg
+    from keyturn.keys.generate import generate_private_key
+
+    init(capsys)
+    keys = json.loads(run(capsys, "key", "list", "--json")[1])
+    old_next = next(k["kid"] for k in keys if k["state"] == "next")
+    path = tmp_path / "k.pem"
+    pem = generate_private_key(Alg.RS256).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    path.write_bytes(pem)
+    code, _, err = run(capsys, "key", "import", str(path))
+    assert code == 4
+    assert old_next in err and "destroys its private key" in err and "--replace-next" in err
+    keys = json.loads(run(capsys, "key", "list", "--json")[1])
+    assert next(k["kid"] for k in keys if k["state"] == "next") == old_next
+    code, _, err = run(capsys, "key", "import", str(path), "--replace-next")
+    assert code == 0
+    assert f"next key {old_next} was retired and its private key destroyed" in err
+
+
+def test_serve_public_url_follows_the_bind_address() -> None:
+    from keyturn.config import Settings
+
+    fresh = Settings.from_env({"KEYTURN_HOME": "/nonexistent"})
+    assert fresh.public_url == "http://127.0.0.1:8080" and not fresh.public_url_explicit
+    assert fresh.serving_at("127.0.0.1", 9090).public_url == "http://127.0.0.1:9090"
+    assert fresh.serving_at("0.0.0.0", 9090).public_url == "http://127.0.0.1:9090"  # noqa: S104
+    assert fresh.serving_at("::1", 9090).public_url == "http://[::1]:9090"
+    env = Settings.from_env(
+        {"KEYTURN_HOME": "/nonexistent", "KEYTURN_PUBLIC_URL": "https://keys.example.com/"}
+    )
+    assert env.serving_at("127.0.0.1", 9090).public_url == "https://keys.example.com"
+    flag = fresh.with_public_url("https://id.example.com:8443")
+    assert flag.serving_at("127.0.0.1", 9090).public_url == "https://id.example.com:8443"
+
+
+def test_serve_warns_about_an_issuer_on_another_origin() -> None:
+    from keyturn.config import Settings
+    from keyturn.ring.model import Policy
+    from keyturn.ring.records import Tenant
+    from keyturn.server.serve import issuer_warnings
+
+    settings = Settings.from_env({"KEYTURN_HOME": "/x"}).serving_at("127.0.0.1", 9090)
+
+    def tenant(name: str, issuer: str) -> Tenant:
+        return Tenant(1, name, issuer, Policy(), False, 1, 0.0, 0.0)
+
+    warnings = issuer_warnings(
+        [
+            tenant("default", "http://127.0.0.1:8080"),
+            tenant("a", "http://127.0.0.1:9090/t/a"),
+            tenant("b", "HTTP://127.0.0.1:9090"),
+        ],
+        settings,
+    )
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "tenant 'default' has issuer http://127.0.0.1:8080 but this server publishes at "
+        "http://127.0.0.1:9090"
+    )

@@ -70,6 +70,12 @@ def register(sub: Subparsers, parents: Parents) -> None:
         help="next (default: pre-published, signs at the next rotation), current (signs now), "
         "previous (an old key whose tokens must keep verifying)",
     )
+    ki.add_argument(
+        "--replace-next",
+        action="store_true",
+        help="with --as next: retire the existing next key and destroy its private key "
+        "(refused without this flag when the tenant has a next key)",
+    )
     kp.set_defaults(fn=cmd_key)
 
 
@@ -164,6 +170,7 @@ def cmd_key(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             fmt=args.format,
             password=password,
             as_state=KeyState(args.as_state),
+            replace_next=args.replace_next,
         )
         kid = res.change.events[-1].kid
         print_outcome(out, res, f"imported {kid} into {name} as {args.as_state}")

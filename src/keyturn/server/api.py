@@ -210,6 +210,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             fmt=body.format,
             password=password,
             as_state=KeyState(body.as_state),
+            replace_next=body.replace_next,
         )
         return done(res)
 

@@ -88,6 +88,11 @@ class ImportIn(_Strict):
     format: Literal["pem", "pkcs12", "jwk"] | None = None
     password: Annotated[str, Field(max_length=1024)] | None = None
     as_state: Literal["next", "current", "previous"] = "next"
+    replace_next: bool = Field(
+        False,
+        description="as next: retire the existing next key and destroy its private key "
+        "(refused with 409 invalid_transition without it when the tenant has a next key)",
+    )
 
 
 def _check_json_values(value: Any, depth: int = 0) -> None:
