@@ -222,7 +222,7 @@ def test_serve_public_url_follows_the_bind_address() -> None:
     fresh = Settings.from_env({"KEYTURN_HOME": "/nonexistent"})
     assert fresh.public_url == "http://127.0.0.1:8080" and not fresh.public_url_explicit
     assert fresh.serving_at("127.0.0.1", 9090).public_url == "http://127.0.0.1:9090"
-    assert fresh.serving_at("0.0.0.0", 9090).public_url == "http://127.0.0.1:9090"  # noqa: S104
+    assert fresh.serving_at("0.0.0.0", 9090).public_url == "http://127.0.0.1:9090"
     assert fresh.serving_at("::1", 9090).public_url == "http://[::1]:9090"
     env = Settings.from_env(
         {"KEYTURN_HOME": "/nonexistent", "KEYTURN_PUBLIC_URL": "https://keys.example.com/"}
