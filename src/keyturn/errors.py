@@ -21,6 +21,7 @@ Tree::
     │   └── InvalidTransitionError  invalid_transition
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
+    ├── StoreError                  store_error
     ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
@@ -180,6 +181,13 @@ class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
     code = "cache_busy"
+
+
+class StoreError(KeyturnError):
+    """The database refused a statement (not unavailable: a bug or a constraint). Described by
+    the statement's kind, never its values."""
+
+    code = "store_error"
 
 
 class AuthError(KeyturnError):

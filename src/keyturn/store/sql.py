@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +28,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool
 
 from keyturn.errors import (
     ConcurrentChangeError,
+    InvalidInputError,
+    StoreError,
     StoreUnavailableError,
     TenantExistsError,
     TenantNotFoundError,
@@ -48,6 +52,15 @@ if TYPE_CHECKING:
     from keyturn.store.apikeys import ApiKeyStore
 
 GENESIS_HASH = "0" * 64
+# Bounded waits on a slow or hung database, all below the ~10 s a client waits for an answer:
+# a connection from the pool, one statement, one row lock. Past them the caller gets
+# StoreUnavailableError (HTTP 503 store_unavailable), never a request parked for minutes.
+POOL_TIMEOUT = 5.0
+STATEMENT_TIMEOUT = 8.0
+LOCK_TIMEOUT = 4.0
+# Largest id an audit cursor may name: the id column is a 32-bit integer on PostgreSQL.
+MAX_AUDIT_ID = 2**31 - 1
+log = logging.getLogger("keyturn.store")
 NOTIFY_CHANNEL = "keyturn_keys"
 FaultHook = Callable[[str], None]
 
@@ -60,6 +73,39 @@ def _next_rotation_at(keys: Any, tenants: Any) -> Any:
 def _audit_hash(prev: str, rec: dict[str, Any]) -> str:
     body = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + body).hexdigest()
+
+
+def statement_kind(statement: str | None) -> str:
+    """``SELECT``, ``INSERT INTO audit``, ``UPDATE keys``: what a statement is, without values."""
+    if not statement:
+        return "a statement"
+    words = statement.split()
+    verb = words[0].upper() if words else "?"
+    upper = [w.upper() for w in words]
+    for marker in ("INTO", "UPDATE", "FROM"):
+        if marker in upper:
+            i = upper.index(marker)
+            if i + 1 < len(words):
+                return f"{verb} {words[i + 1].strip('()').lower()}"
+    return verb
+
+
+def _refuse_nul(params: Any) -> None:
+    """Text with a NUL character is invalid input: PostgreSQL cannot store it (a 500 there),
+    SQLite would store a string other tools truncate. Checked on every statement's values, so
+    no path into the store is missed."""
+    rows = params if isinstance(params, (list, tuple)) else [params]
+    for row in rows:
+        values = (
+            row.values()
+            if isinstance(row, dict)
+            else row
+            if isinstance(row, (list, tuple))
+            else [row]
+        )
+        for v in values:
+            if isinstance(v, str) and "\x00" in v:
+                raise InvalidInputError("text must not contain NUL characters")
 
 
 def anchor_hash(heads: dict[str, str]) -> str:
@@ -454,13 +500,29 @@ class SqlStore:
     """SQLAlchemy 2 store. ``fault_hook(statement)`` runs before every statement (fault injection)."""
 
     def __init__(
-        self, url: str, *, fault_hook: FaultHook | None = None, echo: bool = False
+        self,
+        url: str,
+        *,
+        fault_hook: FaultHook | None = None,
+        echo: bool = False,
+        pool_timeout: float = POOL_TIMEOUT,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.fault_hook = fault_hook
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        self.statement_timeout = statement_timeout
+        self.lock_timeout = lock_timeout
+        # hide_parameters: a failing statement's values (token parts, reasons, key material)
+        # never reach an exception message, so never a log line.
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "future": True,
+            "hide_parameters": True,
+            "pool_timeout": pool_timeout,
+        }
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -480,6 +542,8 @@ class SqlStore:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             self._sqlite_setup()
+        elif self.dialect == "postgresql":
+            self._postgres_setup()
         event.listen(self.engine, "before_cursor_execute", self._before_execute)
 
     def _sqlite_setup(self) -> None:
@@ -500,7 +564,23 @@ class SqlStore:
             # at once queue here instead of failing later with "database is locked".
             conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
+    def _postgres_setup(self) -> None:
+        statement_ms = max(1, int(self.statement_timeout * 1000))
+        lock_ms = max(1, int(self.lock_timeout * 1000))
+
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            # Session defaults of every pooled connection (the URL's own options, e.g. a
+            # search_path, stay as they are). Migrations lift the statement timeout locally.
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {statement_ms}")
+                cur.execute(f"SET lock_timeout = {lock_ms}")
+            dbapi_conn.commit()
+
     def _before_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        params = args[0] if args else None
+        if params:
+            _refuse_nul(params)
         if self.fault_hook is not None and not statement.lstrip().upper().startswith(
             ("PRAGMA", "BEGIN")
         ):
@@ -522,20 +602,39 @@ class SqlStore:
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
                 if self.dialect == "postgresql":
+                    # A migration may rewrite a large table: no statement timeout here.
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                     conn.execute(select(func.pg_advisory_xact_lock(424242)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
 
     @contextmanager
     def _wrap(self) -> Iterator[None]:
+        """Database errors as keyturn errors, described by the statement's kind and the error's
+        class: never the statement's parameter values (nor the driver's message, which may
+        quote them)."""
         try:
             yield
+        except PoolTimeoutError:
+            raise StoreUnavailableError(
+                "database unavailable: no connection free in the pool in time"
+            ) from None
         except OperationalError as exc:
-            raise StoreUnavailableError(f"database unavailable: {exc.orig}") from None
+            kind = statement_kind(exc.statement)
+            log.warning("store: %s during %s", type(exc.orig).__name__, kind)
+            raise StoreUnavailableError(
+                f"database unavailable: {type(exc.orig).__name__} during {kind}"
+            ) from None
         except DBAPIError as exc:
+            kind = statement_kind(exc.statement)
             if exc.connection_invalidated:
-                raise StoreUnavailableError(f"database connection lost: {exc.orig}") from None
-            raise
+                raise StoreUnavailableError(
+                    f"database connection lost during {kind}: {type(exc.orig).__name__}"
+                ) from None
+            log.error("store: %s during %s", type(exc.orig).__name__, kind)
+            raise StoreError(
+                f"the database refused a {kind} statement ({type(exc.orig).__name__})"
+            ) from None
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -666,6 +765,8 @@ class SqlStore:
         if until is not None:
             q = q.where(s.audit.c.at < until)
         if after_id is not None:
+            if not 0 <= after_id <= MAX_AUDIT_ID:
+                raise InvalidInputError(f"cursor must be between 0 and {MAX_AUDIT_ID}")
             q = q.where(s.audit.c.id < after_id if newest_first else s.audit.c.id > after_id)
         q = q.order_by(s.audit.c.id.desc() if newest_first else s.audit.c.id).limit(limit)
         with self.read() as tx:
