@@ -28,6 +28,7 @@ from keyturn.errors import (
     InvalidTransitionError,
     IssuerChangeError,
     KeyNotFoundError,
+    MalformedTokenError,
     TokenLifetimeError,
 )
 from keyturn.keys.algorithms import Alg, PrivateKey, check_key_for_alg
@@ -42,6 +43,7 @@ from keyturn.ring.policy_contract import PolicyChange
 from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
 from keyturn.store.interface import KeyStore, StoreTx
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 from keyturn.tokens.keyset import KeySet
 from keyturn.tokens.signer import TokenSigner, issue_claims
 from keyturn.tokens.verify import verify_token
@@ -706,6 +708,9 @@ class KeyService:
             audience=audience,
             revoked=p.revoked,
         )
+        if json_too_deep(claims):
+            # Verified, but neither the API nor the command line could print it.
+            raise MalformedTokenError(f"claims nested deeper than {MAX_JSON_DEPTH} levels")
         return claims, parsed.kid
 
     def find_key(self, name: str, kid: str) -> KeyRecord:

@@ -82,3 +82,19 @@ async def test_get_on_rotate_is_405_naming_post(
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     r = await client.get(f"{API}/tenants/default/policy", headers=admin)
     assert r.status_code == 405 and r.headers["allow"] == "PATCH"
+
+
+async def test_api_verify_of_a_deeply_nested_token_is_an_answer_not_a_500(
+    client: httpx.AsyncClient, admin: dict[str, str], ready_service: KeyService
+) -> None:
+    value: object = "leaf"
+    for _ in range(253):
+        value = {"a": value}
+    token, _ = ready_service.sign("default", {"sub": "u1", "deep": value})
+    r = await client.post(
+        f"{API}/tenants/default/tokens/verify", json={"token": token}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["valid"] is False and body["code"] == "token_malformed"
+    assert "nested deeper than 32 levels" in body["detail"]

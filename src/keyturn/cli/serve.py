@@ -13,6 +13,7 @@ from keyturn.cli.output import Out
 from keyturn.config import Settings
 from keyturn.durations import parse_duration
 from keyturn.server.serve import DEFAULT_METRICS_TENANT_GAUGES, Listen, ServeOptions
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 
 DEFAULT_SCHEDULER_INTERVAL = "30s"
 METRICS_TOKEN_ENV = "KEYTURN_METRICS_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -121,6 +122,8 @@ def _options(args: argparse.Namespace) -> ServeOptions:
             raise E.InvalidInputError(f"cannot read {args.oidc_metadata}: {exc}") from None
         if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
             raise E.InvalidInputError('--oidc-metadata must be {"*"|tenant: {field: value}}')
+        if json_too_deep(extra):
+            raise E.InvalidInputError(f"--oidc-metadata nests deeper than {MAX_JSON_DEPTH} levels")
     if args.workers < 1:
         raise E.InvalidInputError("--workers must be at least 1")
     if args.max_tenants < 1:
