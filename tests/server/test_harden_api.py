@@ -98,3 +98,20 @@ async def test_api_verify_of_a_deeply_nested_token_is_an_answer_not_a_500(
     body = r.json()
     assert body["valid"] is False and body["code"] == "token_malformed"
     assert "nested deeper than 32 levels" in body["detail"]
+
+
+async def test_malformed_if_none_match_is_not_a_match(client: httpx.AsyncClient) -> None:
+    from keyturn.server.public import if_none_match
+
+    etag = (await client.get("/.well-known/jwks.json")).headers["etag"]
+    for header in (f"{etag}garbage", f"{etag} x", f'{etag}, "unterminated', f"{etag[:-1]}"):
+        r = await client.get("/.well-known/jwks.json", headers={"If-None-Match": header})
+        assert r.status_code == 200, header
+    for header in (etag, f'"x", {etag}', f"W/{etag}", f" {etag} ,", "*"):
+        r = await client.get("/.well-known/jwks.json", headers={"If-None-Match": header})
+        assert r.status_code == 304, header
+    tag = b'"abc"'
+    assert not if_none_match(b'"abc"garbage', tag)
+    assert not if_none_match(b'"abc" "abc"', tag)  # two tags need a comma
+    assert not if_none_match(b'"a\x01c", "abc"', tag)  # a control character: malformed
+    assert if_none_match(b'"x",,"abc"', tag)  # empty list elements are allowed (#rule)
