@@ -58,3 +58,35 @@ def test_fresh_serve_on_another_port_publishes_that_port(tmp_path: Path) -> None
         assert jwt.decode(signed, key.key, algorithms=["RS256"], issuer=url)["sub"] == "u1"
     finally:
         server.stop()
+
+
+def test_slow_header_connections_are_closed(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    server = LiveServer.start(tmp_path, "--header-timeout", "1s")
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n")  # never finished
+            socks.append(s)
+        t0 = time.monotonic()
+        for s in socks[:20]:
+            s.sendall(b"X-Slow: 1\r\n")  # trickling more header bytes does not extend it
+        closed = 0
+        for s in socks:
+            s.settimeout(max(0.1, 8.0 - (time.monotonic() - t0)))
+            try:
+                if s.recv(4096) == b"":
+                    closed += 1
+            except (TimeoutError, ConnectionResetError):
+                pass
+        assert closed == 40
+        assert time.monotonic() - t0 < 8.0
+        # A complete request on a fresh connection is served as always.
+        assert httpx.get(f"{server.url}/.well-known/jwks.json", timeout=5).status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()

@@ -91,6 +91,13 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "(default off: a line per JWKS request halves the hot path's throughput)",
     )
     sp.add_argument(
+        "--header-timeout",
+        default="10s",
+        metavar="DUR",
+        help="close a connection whose request headers are not complete within DUR "
+        "(slow-header clients; default 10s)",
+    )
+    sp.add_argument(
         "--no-metrics",
         action="store_true",
         help="do not serve Prometheus metrics at /metrics",
@@ -146,6 +153,13 @@ def _options(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def _header_timeout(value: str) -> float:
+    seconds = parse_duration(value)
+    if not 0 < seconds <= 300:
+        raise E.InvalidInputError("--header-timeout must be positive and at most 5m")
+    return seconds
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     from keyturn.server.serve import run
 
@@ -161,5 +175,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         access_log=args.access_log,
+        header_timeout=_header_timeout(args.header_timeout),
     )
     return run(settings, options, listen)

@@ -86,6 +86,7 @@ class Listen:
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     access_log: bool = False
+    header_timeout: float = 10.0  # keyturn.server.slowheaders.DEFAULT_HEADER_TIMEOUT
 
 
 def build_app(settings: Settings, options: ServeOptions) -> KeyturnApp:
@@ -141,6 +142,7 @@ def run(settings: Settings, options: ServeOptions, listen: Listen) -> int:
 
     from keyturn.bootstrap import ensure_default_tenant, open_service
     from keyturn.server.logs import log_config
+    from keyturn.server.slowheaders import protocol
 
     # Like `keyturn init`: migrations and the default tenant, once, before any worker starts.
     service = open_service(settings, create=True)
@@ -162,7 +164,8 @@ def run(settings: Settings, options: ServeOptions, listen: Listen) -> int:
         "server_header": False,
         # "auto" picks uvloop and httptools when installed (the fast path measured in bench/).
         "loop": "auto",
-        "http": "auto",
+        # httptools (or h11) with a deadline on reading request headers (slowloris).
+        "http": protocol(listen.header_timeout),
     }
     if listen.workers == 1:
         config = uvicorn.Config(build_app(settings, options), **common)
