@@ -23,6 +23,7 @@ def test_migrations_match_metadata(db_url: str) -> None:
 def test_one_current_key_enforced_by_database(service) -> None:  # type: ignore[no-untyped-def]
     import pytest
     from sqlalchemy import update
+
     from keyturn.errors import StoreError
     from keyturn.keys.algorithms import Alg
     from keyturn.ring.model import Policy
