@@ -115,3 +115,17 @@ async def test_malformed_if_none_match_is_not_a_match(client: httpx.AsyncClient)
     assert not if_none_match(b'"abc" "abc"', tag)  # two tags need a comma
     assert not if_none_match(b'"a\x01c", "abc"', tag)  # a control character: malformed
     assert if_none_match(b'"x",,"abc"', tag)  # empty list elements are allowed (#rule)
+
+
+async def test_api_turns_automatic_rotation_off_and_plan_says_manual(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    r = await client.patch(
+        f"{API}/tenants/default/policy", json={"auto_rotate": False}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get(f"{API}/tenants/default", headers=admin)
+    assert r.json()["policy"]["auto_rotate"] is False
+    plan = (await client.get(f"{API}/tenants/default/plan", headers=admin)).json()
+    assert plan["rotation"] == "manual"
+    assert [s["event"] for s in plan["steps"]] == []

@@ -38,6 +38,11 @@ def cmd_plan(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         _, ring = svc.ring(name)
         steps = plan(ring, now, horizon)
         result[name] = [s.to_dict() for s in steps]
+        if not ring.policy.auto_rotate:
+            texts.append(
+                f"tenant {name}: rotation is manual (automatic rotation is off): no rotation "
+                "is scheduled; `keyturn key rotate` rotates, under the same timing rules"
+            )
         texts.append(
             f"tenant {name} (now {ts(now)}; signing "
             f"{short_kid(ring.current.kid if ring.current else None)}; "

@@ -63,6 +63,7 @@ POLICY_FLAGS: dict[str, str] = {
     "jwks_max_age": "--jwks-max-age",
     "clock_skew": "--clock-skew",
     "rsa_bits": "--rsa-bits",
+    "auto_rotate": "--auto-rotate",
 }
 
 
@@ -82,6 +83,14 @@ def add_policy_opts(p: argparse.ArgumentParser) -> None:
         "--rsa-bits", dest="rsa_bits", type=int, choices=ALLOWED_RSA_BITS, help="RSA key size"
     )
     p.add_argument(
+        "--auto-rotate",
+        dest="auto_rotate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rotate every --rotation-period (default); --no-auto-rotate: only when an operator "
+        "runs `key rotate` (the timing rules still apply; previous keys still retire)",
+    )
+    p.add_argument(
         "--force", action="store_true", help="accept a policy that breaks a timing rule (audited)"
     )
 
@@ -97,6 +106,8 @@ def policy_change_from_args(args: argparse.Namespace) -> PolicyChange:
             values[name] = parse_duration(v)
     if getattr(args, "rsa_bits", None):
         values["rsa_bits"] = args.rsa_bits
+    if getattr(args, "auto_rotate", None) is not None:
+        values["auto_rotate"] = bool(args.auto_rotate)
     return PolicyChange(**values)
 
 
@@ -108,7 +119,8 @@ def tenant_text(t: Any) -> str:
             f"issuer:          {t.issuer}",
             f"algorithm:       {p.alg}"
             + (f" ({p.rsa_bits} bits)" if p.alg.startswith(("RS", "PS")) else ""),
-            f"rotation period: {fmt_duration(p.rotation_period)}",
+            f"rotation period: {fmt_duration(p.rotation_period)}"
+            + ("" if p.auto_rotate else "  (manual: automatic rotation is off)"),
             f"token ttl (T):   {fmt_duration(p.token_ttl)}",
             f"jwks max-age(C): {fmt_duration(p.jwks_max_age)}",
             f"clock skew (S):  {fmt_duration(p.clock_skew)}",

@@ -87,3 +87,4 @@ class RotationRow:
     clock_skew: float
     current_activated_at: float | None
     next_created_at: float | None
+    auto_rotate: bool = True  # off: no rotation is scheduled (no "until rotation" gauge)

@@ -276,6 +276,9 @@ class Ring:
         )
 
     def rotation_due(self, now: float) -> bool:
+        """Whether the scheduler rotates now: never with automatic rotation off."""
+        if not self.policy.auto_rotate:
+            return False
         cur = self.current
         assert cur is not None and cur.activated_at is not None
         return now >= next_rotation_at(cur.activated_at, self.policy.rotation_period)

@@ -263,7 +263,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
             )
             for s in plan(ring, now, seconds)
         ]
-        return PlanOut(tenant=tenant, now=now, steps=steps)
+        return PlanOut(
+            tenant=tenant,
+            now=now,
+            rotation="automatic" if ring.policy.auto_rotate else "manual",
+            steps=steps,
+        )
 
     @r.get("/audit", response_model=AuditPage, tags=["audit"])
     def audit(

@@ -128,6 +128,7 @@ def _tenant_from_row(row: Any) -> Tenant:
             jwks_max_age=row.jwks_max_age,
             clock_skew=row.clock_skew,
             rsa_bits=row.rsa_bits,
+            auto_rotate=bool(row.auto_rotate),
         ),
         policy_forced=bool(row.policy_forced),
         key_version=row.key_version,
@@ -208,6 +209,7 @@ class Tx:
                         jwks_max_age=policy.jwks_max_age,
                         clock_skew=policy.clock_skew,
                         rsa_bits=policy.rsa_bits,
+                        auto_rotate=policy.auto_rotate,
                         policy_forced=forced,
                         key_version=1,
                         created_at=now,
@@ -229,6 +231,7 @@ class Tx:
                 jwks_max_age=policy.jwks_max_age,
                 clock_skew=policy.clock_skew,
                 rsa_bits=policy.rsa_bits,
+                auto_rotate=policy.auto_rotate,
                 policy_forced=forced,
                 key_version=s.tenants.c.key_version + 1,
                 updated_at=now,
@@ -407,7 +410,11 @@ class Tx:
         ~500/s on the first pass, ~2,400/s once ANALYZE had run).
         """
         t, k = s.tenants, s.keys
-        rotating = and_(k.c.state == KeyState.CURRENT.value, _next_rotation_at(k, t) <= now)
+        rotating = and_(
+            k.c.state == KeyState.CURRENT.value,
+            t.c.auto_rotate.is_(True),
+            _next_rotation_at(k, t) <= now,
+        )
         retiring = and_(k.c.state == KeyState.PREVIOUS.value, k.c.retire_after <= now)
         rot = func.max(case((rotating, 1), else_=0))
         q = (
@@ -675,6 +682,7 @@ class SqlStore:
                         t.c.clock_skew,
                         cur.c.activated_at,
                         nxt.c.created_at,
+                        t.c.auto_rotate,
                     )
                     .select_from(
                         t.outerjoin(
@@ -688,7 +696,7 @@ class SqlStore:
                     .limit(limit)
                 )
                 rows = [
-                    RotationRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5])
+                    RotationRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5], bool(r[6]))
                     for r in tx.conn.execute(q)
                 ]
             total = len(rows)
