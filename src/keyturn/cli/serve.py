@@ -167,6 +167,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     if args.public_url:
         settings = settings.with_public_url(args.public_url)
     else:
+        if not settings.public_url_explicit and args.host in ("0.0.0.0", "::"):  # noqa: S104
+            out.warn(
+                f"serving on all interfaces without --public-url: issuers and jwks_uri name "
+                f"http://127.0.0.1:{args.port}, which other machines cannot reach"
+            )
         settings = settings.serving_at(args.host, args.port)
     listen = Listen(
         host=args.host,
