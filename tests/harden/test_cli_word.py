@@ -184,7 +184,7 @@ def test_plan_fits_a_terminal(home: Path, capsys: pytest.CaptureFixture[str]) ->
     init(capsys)
     code, out, _ = run(capsys, "plan")
     assert code == 0
-    assert max(len(line) for line in out.splitlines()) <= 160
+    assert max(len(line) for line in out.splitlines()) <= 120
     code, out, _ = run(capsys, "plan", "--json")
     steps = json.loads(out)["default"]
     assert len(steps[0]["signing"]) == 43  # --json keeps whole kids

@@ -42,12 +42,12 @@ def ts(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
 
 
-SHORT_KID = 12
+SHORT_KID = 8
 
 
 def short_kid(kid: str | None) -> str:
-    """A kid for people: its first 12 characters and an ellipsis (``--json`` keeps it whole).
-    12 base64url characters are 72 bits: distinct within any tenant's handful of keys."""
+    """A kid for people: its first 8 characters and an ellipsis (``--json`` keeps it whole).
+    8 base64url characters are 48 bits: distinct within any tenant's handful of keys."""
     if kid is None:
         return "-"
     return kid if len(kid) <= SHORT_KID + 1 else kid[:SHORT_KID] + "…"
