@@ -13,18 +13,30 @@ Tree::
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
-    │   └── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ClientNotFoundError     oauth_client_not_found
+    │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── IssuerChangeError       issuer_change_refused
     │   ├── ConcurrentChangeError   concurrent_change
-    │   └── InvalidTransitionError  invalid_transition
+    │   ├── InvalidTransitionError  invalid_transition
+    │   ├── ClientRevokedError      oauth_client_revoked
+    │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── StoreError                  store_error
     ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
+    ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
+    │   ├── InvalidRequestError     invalid_request      (400)
+    │   ├── InvalidClientError      invalid_client       (401)
+    │   ├── InvalidGrantError       invalid_grant        (400)
+    │   ├── UnauthorizedClientError unauthorized_client  (400)
+    │   ├── UnsupportedGrantTypeError  unsupported_grant_type  (400)
+    │   ├── InvalidScopeError       invalid_scope        (400)
+    │   └── UnsupportedTokenTypeError  unsupported_token_type  (400)
     └── TokenError                  token_invalid        (action: reject)
         ├── MalformedTokenError     token_malformed
         │   └── TokenTooLargeError  token_too_large
@@ -42,7 +54,9 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
+            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
             └── FeedError           revocation_feed_failed
+                └── FeedTooLargeError  revocation_feed_too_large
 
 ``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
 gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
@@ -126,6 +140,18 @@ class ApiKeyNotFoundError(NotFoundError):
     code = "api_key_not_found"
 
 
+class ClientNotFoundError(NotFoundError):
+    """No OAuth client with that id in this tenant."""
+
+    code = "oauth_client_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session with that id in this tenant."""
+
+    code = "session_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -153,6 +179,23 @@ class InvalidTransitionError(ConflictError):
     """The key is not in a state that allows the requested transition."""
 
     code = "invalid_transition"
+
+
+class ClientRevokedError(ConflictError):
+    """The OAuth client is revoked: no new sessions, no new secret."""
+
+    code = "oauth_client_revoked"
+
+
+class KeyCapError(ConflictError):
+    """A change would publish more keys than verifiers accept; ``published`` and ``cap`` say."""
+
+    code = "key_cap_reached"
+
+    def __init__(self, detail: str, *, published: int, cap: int) -> None:
+        super().__init__(detail, published=published, cap=cap)
+        self.published = published
+        self.cap = cap
 
 
 class UnsafePolicyError(KeyturnError):
@@ -188,6 +231,43 @@ class StoreError(KeyturnError):
     the statement's kind, never its values."""
 
     code = "store_error"
+
+
+class OAuthError(KeyturnError):
+    """An error of the token or revocation endpoint (RFC 6749 section 5.2, RFC 7009):
+    ``code`` is the RFC's ``error`` value, ``status`` its HTTP status."""
+
+    code = "oauth_error"
+    status: ClassVar[int] = 400
+
+
+class InvalidRequestError(OAuthError):
+    code = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    code = "invalid_client"
+    status = 401
+
+
+class InvalidGrantError(OAuthError):
+    code = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    code = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    code = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    code = "invalid_scope"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    code = "unsupported_token_type"
 
 
 class AuthError(KeyturnError):
@@ -282,7 +362,22 @@ class DiscoveryError(JWKSUnavailableError):
     code = "discovery_failed"
 
 
+class ResponseTooLargeError(JWKSUnavailableError):
+    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+
+
 class FeedError(JWKSUnavailableError):
     """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
 
     code = "revocation_feed_failed"
+
+
+class FeedTooLargeError(FeedError):
+    """A feed event or document is over the size cap: revocations would stop arriving.
+
+    Never silent: logged at error level, counted (``feed_too_large``) and reported through
+    ``on_event``, because a verifier that quietly stops hearing revocations keeps accepting
+    tokens of a revoked key.
+    """
+
+    code = "revocation_feed_too_large"

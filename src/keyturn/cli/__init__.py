@@ -20,6 +20,7 @@ from keyturn.cli import (
     apikey,
     audit,
     diagnose,
+    drill,
     init,
     jwks,
     key,
@@ -27,6 +28,7 @@ from keyturn.cli import (
     plan,
     rotate_due,
     serve,
+    sessions,
     tenant,
     token,
 )
@@ -60,7 +62,9 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     audit.register,
     serve.register,
     apikey.register,
+    sessions.register,
     diagnose.register,
+    drill.register,
 )
 
 
@@ -108,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zero-downtime JWT signing-key rotation.",
         parents=[_global_options(defaults=True)],
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 unsafe policy, "
-        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key.",
+        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key, "
+        "20 drill failed.",
     )
     p.add_argument("--version", action="version", version=f"keyturn {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")

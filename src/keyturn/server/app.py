@@ -31,10 +31,13 @@ from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, Revocat
 from keyturn.server.guards import JsonOnly, add_method_errors
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
+from keyturn.server.oauth import OAuthApp
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
+from keyturn.server.sessions_api import build_sessions_router
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
+from keyturn.sessions.service import SessionService
 from keyturn.store.apikeys import ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
@@ -364,6 +367,8 @@ def create_app(
             previous_hook(name)
 
     service.on_change = on_change
+    # A token never leaves before this server's own JWKS publishes its kid.
+    service.before_sign = cache.ensure_published
 
     holder: dict[str, KeyturnApp] = {}
 
@@ -385,9 +390,14 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(api, metrics)
-    router = build_router(ApiContext(service, api_keys, settings, metrics))
+    ctx = ApiContext(service, api_keys, settings, metrics)
+    router = build_router(ctx)
     add_method_errors(router)
     api.include_router(router)
+    sessions = SessionService(service)
+    sessions_router = build_sessions_router(ctx, sessions)
+    add_method_errors(sessions_router)
+    api.include_router(sessions_router)
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -425,6 +435,17 @@ def create_app(
             return problem_response(
                 503, problem(503, "the default tenant has no published keys", "not_ready")
             )
+        try:
+            # Signing needs the current key unsealed: a master key this process lacks makes
+            # every sign fail, so the process is not ready (the load balancer sends elsewhere).
+            await anyio.to_thread.run_sync(service.prepared, settings.default_tenant)
+        except KeyturnError as exc:
+            # Unauthenticated: no file names or key ids here; the detail goes to the log.
+            log.warning("readyz: not ready: %s", exc.detail)
+            return problem_response(
+                503,
+                problem(503, "not ready: the current signing key cannot be unsealed", exc.code),
+            )
         return Health(status="ready")
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
@@ -433,6 +454,8 @@ def create_app(
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
+    # The OAuth token and revocation endpoints: bare ASGI, in front of the API.
+    fallback = OAuthApp(sessions, fallback, default_tenant=settings.default_tenant)
     public = PublicApp(
         cache,
         hub,
