@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from keyturn.errors import ConfigError
+from keyturn.errors import ConfigError, InvalidInputError
 from keyturn.jwks_http import tenant_base_url
+from keyturn.keys.backends import SOFTWARE, BackendSpec
 from keyturn.keys.sealing import MasterKey, load_master_keys
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
@@ -74,6 +75,9 @@ class Settings:
     # True when KEYTURN_PUBLIC_URL was set: ``keyturn serve`` then keeps it; otherwise the public
     # URL follows the address serve binds to (see ``serving_at``).
     public_url_explicit: bool = False
+    # The key backend for new tenants (the default one included) when none is named:
+    # KEYTURN_KEY_BACKEND=pkcs11 with KEYTURN_PKCS11_URI.
+    key_backend: BackendSpec = SOFTWARE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +93,12 @@ class Settings:
         )
         mk_file = env.get("KEYTURN_MASTER_KEY_FILE")
         master_key_file = Path(mk_file).expanduser() if mk_file else home / "master.key"
+        kind = env.get("KEYTURN_KEY_BACKEND") or "software"
+        uri = env.get("KEYTURN_PKCS11_URI") or None
+        try:
+            key_backend = BackendSpec(kind, uri if kind == "pkcs11" else None)  # type: ignore[arg-type]
+        except InvalidInputError as exc:
+            raise ConfigError(f"KEYTURN_KEY_BACKEND/KEYTURN_PKCS11_URI: {exc.detail}") from None
         return cls(
             home=home,
             database_url=db,
@@ -96,6 +106,7 @@ class Settings:
             master_key_env=env.get("KEYTURN_MASTER_KEY") or None,
             master_key_file=master_key_file,
             public_url_explicit=bool(env.get("KEYTURN_PUBLIC_URL")),
+            key_backend=key_backend,
         )
 
     def with_public_url(self, url: str, *, what: str = "--public-url") -> Settings:

@@ -9,6 +9,7 @@ Tree::
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── KeyBackendUnsupportedError key_backend_unsupported (import into a token, alg)
     │   └── TokenLifetimeError      token_lifetime_exceeded
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
@@ -26,7 +27,12 @@ Tree::
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── StoreError                  store_error
+    ├── KeyBackendError             key_backend_failed   (nothing changed)
+    │   ├── TokenUnavailableError   token_unavailable    (module, token absent, session lost)
+    │   ├── TokenLoginError         token_login_failed   (wrong or missing PIN, PIN locked)
+    │   └── KeyObjectMissingError   key_object_missing   (the key's object is not in the token)
     ├── CacheBusyError              cache_busy
+    ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
@@ -54,7 +60,7 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
-            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            ├── ResponseTooLargeError  response_too_large
             └── FeedError           revocation_feed_failed
                 └── FeedTooLargeError  revocation_feed_too_large
 
@@ -220,6 +226,36 @@ class StoreUnavailableError(KeyturnError):
     code = "store_unavailable"
 
 
+class KeyBackendUnsupportedError(InvalidInputError):
+    """The tenant's key backend cannot do this (import into a token, an algorithm it lacks)."""
+
+    code = "key_backend_unsupported"
+
+
+class KeyBackendError(KeyturnError):
+    """The key backend (a PKCS#11 token, a KMS) failed; no key state was changed."""
+
+    code = "key_backend_failed"
+
+
+class TokenUnavailableError(KeyBackendError):
+    """The PKCS#11 module cannot be loaded, the token is absent, or its session was lost."""
+
+    code = "token_unavailable"
+
+
+class TokenLoginError(KeyBackendError):
+    """The token refused the PIN (wrong, locked, expired) or no PIN source is configured."""
+
+    code = "token_login_failed"
+
+
+class KeyObjectMissingError(KeyBackendError):
+    """A key the ring holds has no private object in its backend (deleted outside keyturn)."""
+
+    code = "key_object_missing"
+
+
 class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
@@ -231,6 +267,12 @@ class StoreError(KeyturnError):
     the statement's kind, never its values."""
 
     code = "store_error"
+
+
+class DrillError(KeyturnError):
+    """``keyturn drill`` could not run (not: it ran and failed; that is a report)."""
+
+    code = "drill_failed_to_run"
 
 
 class OAuthError(KeyturnError):
@@ -363,7 +405,9 @@ class DiscoveryError(JWKSUnavailableError):
 
 
 class ResponseTooLargeError(JWKSUnavailableError):
-    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+    """A response over ``HTTPOptions.max_response_bytes``: not read further."""
+
+    code = "response_too_large"
 
 
 class FeedError(JWKSUnavailableError):

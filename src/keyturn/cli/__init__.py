@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_global_options(defaults=True)],
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 unsafe policy, "
         "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key, "
-        "20 drill failed.",
+        "20 drill failed, 21 key backend (token) unavailable.",
     )
     p.add_argument("--version", action="version", version=f"keyturn {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")

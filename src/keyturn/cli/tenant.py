@@ -13,6 +13,7 @@ from typing import Any
 from keyturn import errors as E
 from keyturn.cli._parsers import Parents, Subparsers
 from keyturn.cli.exits import EXIT_OK
+from keyturn.cli.key_backend import add_key_backend_opts, key_backend_from_args
 from keyturn.cli.output import Out, actor, print_outcome, table
 from keyturn.config import Settings
 from keyturn.durations import fmt_duration, parse_duration
@@ -29,6 +30,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
     c.add_argument("name", help="the new tenant's name (lower-case letters, digits, -)")
     c.add_argument("--issuer", help="issuer URL (default PUBLIC_URL/t/NAME)")
     add_policy_opts(c)
+    add_key_backend_opts(c)
     tsub.add_parser("list", parents=[common], help="list tenants")
     s = tsub.add_parser(
         "show", parents=[common, parents.tenant], help="show a tenant and its policy"
@@ -127,6 +129,11 @@ def tenant_text(t: Any) -> str:
             f"pre-publication: {fmt_duration(p.prepublication)}  retention: {fmt_duration(p.retention)}",
         ]
         + (["policy:          FORCED (breaks a timing rule; see audit)"] if t.policy_forced else [])
+        + (
+            [f"key backend:     {t.key_backend.kind} {t.key_backend.uri}"]
+            if t.key_backend.uri is not None
+            else []
+        )
     )
 
 
@@ -154,7 +161,12 @@ def cmd_tenant(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         policy = policy_change_from_args(args).applied_to(Policy())
         issuer = args.issuer or settings.issuer_for(args.name)
         res = svc.create_tenant(
-            args.name, issuer=issuer, policy=policy, force=args.force, actor=actor(args)
+            args.name,
+            issuer=issuer,
+            policy=policy,
+            force=args.force,
+            actor=actor(args),
+            key_backend=key_backend_from_args(args, settings),
         )
         print_outcome(out, res, f"created tenant {args.name}\n" + tenant_text(res.tenant))
     elif args.tenant_cmd == "list":

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import Policy
 
 
@@ -23,6 +24,8 @@ class Tenant:
     key_version: int
     created_at: float
     updated_at: float
+    # Where the tenant's private keys live (sealed software keys, or a PKCS#11 token's URI).
+    key_backend: BackendSpec = SOFTWARE
 
     def public_view(self) -> dict[str, Any]:
         return {
@@ -33,6 +36,7 @@ class Tenant:
             "key_version": self.key_version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "key_backend": self.key_backend.to_dict(),
         }
 
 

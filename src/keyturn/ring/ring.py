@@ -95,7 +95,7 @@ class Ring:
                 raise RingInvariantError(f"{k.kid}: previous key without retire_after")
             if k.state in (KeyState.RETIRED, KeyState.REVOKED) and k.sealed_private is not None:
                 raise RingInvariantError(f"{k.kid}: {k.state} key still holds private material")
-            if k.state == KeyState.CURRENT and k.sealed_private is None:
+            if k.state == KeyState.CURRENT and not k.has_private:
                 raise RingInvariantError(f"{k.kid}: current key without private material")
 
     # --- helpers -----------------------------------------------------------------------

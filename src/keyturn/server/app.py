@@ -405,7 +405,10 @@ def create_app(
     session_key = hmac.new(
         service.sealer.keys[0].secret, b"keyturn admin session key v1", hashlib.sha256
     ).digest()
-    api.mount("/admin", build_admin(service, api_keys, session_key=session_key))
+    api.mount(
+        "/admin",
+        build_admin(service, api_keys, session_key=session_key, issuer_for=settings.issuer_for),
+    )
 
     @api.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
@@ -414,13 +417,15 @@ def create_app(
 
     @api.get("/readyz", response_model=Health, tags=["health"])
     async def readyz() -> Response | Health:
-        """The store answers and the default tenant's keys are loaded."""
+        """The store answers, the default tenant's keys are loaded, and every key backend
+        (PKCS#11 token) answers and holds each tenant's current key."""
         try:
             await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
+            await anyio.to_thread.run_sync(service.check_key_backends)
         except Exception as exc:
-            # Unauthenticated: say only that the store does not answer. The details (host,
-            # port, database name in the driver's message) go to the log.
+            # Unauthenticated: say only that the store or the keys are not available. The
+            # details (host, port, database name, token labels) go to the log.
             store_down = isinstance(exc, StoreUnavailableError) or not isinstance(exc, KeyturnError)
             if metrics is not None and store_down:
                 metrics.store_error("read")
@@ -429,7 +434,7 @@ def create_app(
                 body = problem(503, "not ready: the key store does not answer", "store_unavailable")
             else:
                 code = exc.code if isinstance(exc, KeyturnError) else "not_ready"
-                body = problem(503, "not ready: the default tenant's keys are not loaded", code)
+                body = problem(503, "not ready: the signing keys are not available", code)
             return problem_response(503, body)
         if docs is None or docs.jwks.body == b'{"keys":[]}':
             return problem_response(

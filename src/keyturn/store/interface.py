@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from keyturn.keys.backends.base import BackendSpec
 from keyturn.ring.model import KeyRecord, Policy
 from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event
@@ -25,7 +26,13 @@ class StoreTx(Protocol):
     def tenant(self, name: str, *, lock: bool = True) -> Tenant: ...
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = ...,
     ) -> Tenant: ...
 
     def update_policy(self, tenant: Tenant, policy: Policy, forced: bool, now: float) -> None: ...
@@ -99,6 +106,7 @@ class KeyStore(Protocol):
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,

@@ -40,6 +40,7 @@ from keyturn.errors import (
     TenantNotFoundError,
 )
 from keyturn.keys.algorithms import Alg
+from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
 from keyturn.ring.records import AuditAnchor, RotationRow
 from keyturn.ring.records import AuditRecord as AuditRecord
@@ -134,6 +135,7 @@ def _tenant_from_row(row: Any) -> Tenant:
         key_version=row.key_version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        key_backend=BackendSpec(row.key_backend, row.key_backend_uri),
     )
 
 
@@ -153,6 +155,8 @@ def _key_from_row(row: Any) -> KeyRecord:
         revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason,
         origin=row.origin,
+        token_object_id=row.token_object_id,
+        token_label=row.token_label,
     )
 
 
@@ -172,6 +176,8 @@ def _key_values(rec: KeyRecord) -> dict[str, Any]:
         "retired_at": rec.retired_at,
         "revoked_at": rec.revoked_at,
         "revocation_reason": rec.revocation_reason,
+        "token_object_id": rec.token_object_id,
+        "token_label": rec.token_label,
     }
 
 
@@ -195,7 +201,13 @@ class Tx:
         return _tenant_from_row(row)
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = SOFTWARE,
     ) -> Tenant:
         try:
             with self.conn.begin_nested():
@@ -214,6 +226,8 @@ class Tx:
                         key_version=1,
                         created_at=now,
                         updated_at=now,
+                        key_backend=key_backend.kind.value,
+                        key_backend_uri=key_backend.uri,
                     )
                 )
         except IntegrityError:
@@ -755,6 +769,7 @@ class SqlStore:
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,
@@ -768,6 +783,8 @@ class SqlStore:
             q = q.where(s.audit.c.kid == kid)
         if event_name is not None:
             q = q.where(s.audit.c.event == event_name)
+        if actor is not None:
+            q = q.where(s.audit.c.actor == actor)
         if since is not None:
             q = q.where(s.audit.c.at >= since)
         if until is not None:
