@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from keyturn import errors as E
 from keyturn.config import Settings
 from keyturn.durations import parse_duration
+from keyturn.server.env_options import apply_env_defaults
 
 if TYPE_CHECKING:
     from keyturn.cli import Out
@@ -114,6 +115,7 @@ def register(
         f"(default {DEFAULT_METRICS_TENANT_GAUGES}; 0: none)",
     )
     sp.set_defaults(fn=cmd_serve)
+    apply_env_defaults(sp, os.environ)  # KEYTURN_<OPTION>: containers configure by env
 
     ap = sub.add_parser("apikey", parents=[common], help="API keys for the management API")
     asub = ap.add_subparsers(dest="apikey_cmd", required=True, metavar="ACTION")
