@@ -652,7 +652,7 @@ def _register_extra(
     """Commands defined by other modules (server, diagnose), registered if importable."""
     from importlib import import_module
 
-    for modname in ("keyturn.server.cli", "keyturn.diagnose.cli"):
+    for modname in ("keyturn.server.cli", "keyturn.diagnose.cli", "keyturn.backup_cli"):
         try:
             mod = import_module(modname)
         except ImportError:

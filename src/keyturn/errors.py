@@ -8,7 +8,8 @@ Tree::
     ├── InvalidInputError           invalid_input
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
-    │   └── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   └── ExportTamperedError     export_tampered
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   └── KeyNotFoundError        key_not_found
@@ -98,6 +99,12 @@ class UnsupportedAlgorithmError(InvalidInputError):
     """An algorithm keyturn does not sign or verify with."""
 
     code = "alg_unsupported"
+
+
+class ExportTamperedError(InvalidInputError):
+    """A ring export failed its integrity check: changed, truncated, or not keyturn's."""
+
+    code = "export_tampered"
 
 
 class NotFoundError(KeyturnError):
