@@ -8,6 +8,7 @@ escalation, ALL capabilities dropped, RuntimeDefault seccomp, resources, probes 
 from __future__ import annotations
 
 import copy
+import os
 import socket
 from typing import Any
 
@@ -15,9 +16,16 @@ import pytest
 
 from tests.deploy.manifests import K8S, NON_CORE, load_all, problems
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
-yamllint_config = pytest.importorskip("yamllint.config")
-yamllint_linter = pytest.importorskip("yamllint.linter")
+try:
+    import kubernetes_validate
+    import yamllint.config as yamllint_config
+    import yamllint.linter as yamllint_linter
+except ImportError as exc:  # pragma: no cover - the dev extra installs both
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip(
+        f"{exc.name} missing: ./scripts/setup installs the dev extra", allow_module_level=True
+    )
 
 # The oldest Kubernetes minor still in wide use that has everything these manifests use
 # (CronJob batch/v1, PodDisruptionBudget policy/v1, seccompProfile fields).
