@@ -7,6 +7,7 @@ import re
 
 from keyturn.errors import InvalidInputError
 from keyturn.ring.policy import fmt_duration
+from keyturn.ring.policy_contract import MAX_DURATION
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|w|d|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,6 +34,6 @@ def parse_duration(text: str) -> float:
                 f"invalid duration {text!r}: use e.g. 90s, 15m, 1h30m, 7d"
             ) from None
     # NaN fails every comparison, so it must be refused explicitly.
-    if not math.isfinite(seconds) or seconds < 0 or seconds > 10 * 365 * 86400:
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION:
         raise InvalidInputError(f"duration {text!r} out of range")
     return seconds

@@ -3,20 +3,25 @@
 Key generation and sealing happen before the transaction opens, so the database lock is held
 only for a few statements. Every operation re-reads the ring under the tenant lock and decides
 there, so concurrent callers (CLI, API, scheduler, other replicas) serialise safely.
+
+The service is typed against the ``KeyStore`` Protocol (``keyturn.store.interface``), and it
+is the faces' only way to the data: besides the operations it has the reads they need
+(``public_keys``, ``published_keys``, ``key_versions``, ``audit_records``,
+``verify_audit_chain``, ``rotation_rows``, ``api_keys``). Policy changes arrive typed, as a
+``PolicyChange``.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from keyturn.clock import Clock, SystemClock
+from keyturn.clock import ServiceClock, SystemClock
 from keyturn.errors import (
     ConcurrentChangeError,
     InvalidInputError,
@@ -31,11 +36,16 @@ from keyturn.keys.jwk import public_jwk
 from keyturn.keys.sealing import Sealer
 from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
 from keyturn.ring.policy import validate_policy
+from keyturn.ring.policy_contract import PolicyChange
+from keyturn.ring.records import AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
-from keyturn.store.sql import SqlStore, Tenant, Tx
+from keyturn.store.interface import KeyStore, StoreTx
 from keyturn.tokens.keyset import KeySet
 from keyturn.tokens.signer import TokenSigner, issue_claims
 from keyturn.tokens.verify import verify_token
+
+if TYPE_CHECKING:
+    from keyturn.store.apikeys import ApiKeyStore
 
 MAX_CLAIMS_BYTES = 8 * 1024
 DEFAULT_REVALIDATE_AFTER = 0.25  # seconds a prepared signer is trusted without a re-check
@@ -88,20 +98,21 @@ class KeyService:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: KeyStore,
         sealer: Sealer,
-        clock: Clock | None = None,
+        clock: ServiceClock | None = None,
         *,
         on_change: Callable[[str], None] | None = None,
         revalidate_after: float = DEFAULT_REVALIDATE_AFTER,
     ) -> None:
         self.store = store
         self.sealer = sealer
-        self.clock = clock or SystemClock()
+        self.clock: ServiceClock = clock or SystemClock()
         self.on_change = on_change
         self._prepared: dict[str, _Prepared] = {}
         self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._api_keys: ApiKeyStore | None = None
         # When a watcher (LISTEN/NOTIFY or polling) calls ``invalidate``, the hot paths may
         # trust the cache; otherwise sign/verify re-check the tenant's key_version at most
         # every ``revalidate_after`` seconds (one small read), so a key change made by another
@@ -155,6 +166,64 @@ class KeyService:
         _, ring = self.ring(name)
         return jwks_document(ring)
 
+    def public_keys(self, name: str) -> tuple[Tenant, list[KeyRecord]]:
+        """The tenant and its published keys (no private material), for public documents."""
+        return self.store.public_keys(name)
+
+    def published_keys(self, tenants: list[Tenant]) -> dict[int, list[KeyRecord]]:
+        """The published keys of several tenants, by tenant id, in one read (console lists)."""
+        if not tenants:
+            return {}
+        with self.store.read() as tx:
+            return tx.published_keys([t.id for t in tenants])
+
+    def key_versions(self, since: float | None = None) -> dict[str, int]:
+        """Every tenant's key version (changed since ``since`` if given): a cheap liveness read."""
+        return self.store.key_versions(since)
+
+    def audit_records(
+        self,
+        *,
+        tenant: str | None = None,
+        kid: str | None = None,
+        event_name: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[AuditRecord]:
+        """Audit records matching every filter given."""
+        return self.store.audit_records(
+            tenant=tenant,
+            kid=kid,
+            event_name=event_name,
+            since=since,
+            until=until,
+            after_id=after_id,
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+    def verify_audit_chain(self) -> list[str]:
+        """Problems in the audit hash chain; empty when intact."""
+        return self.store.verify_audit_chain()
+
+    def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]:
+        """Rotation timing of at most ``limit`` tenants, soonest due first; and the count."""
+        return self.store.rotation_rows(limit)
+
+    def api_keys(self) -> ApiKeyStore:
+        """The API keys of this service's store (one instance, so last-use stamps are shared)."""
+        with self._lock:
+            if self._api_keys is None:
+                self._api_keys = self.store.api_keys(self.clock)
+            return self._api_keys
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.dispose()
+
     # --- tenants -------------------------------------------------------------------------
     def create_tenant(
         self,
@@ -197,14 +266,41 @@ class KeyService:
         self._changed(name)
         return Outcome(tenant, change, violations)
 
-    def set_policy(self, name: str, *, actor: str, force: bool = False, **changes: Any) -> Outcome:
+    def set_policy(
+        self,
+        name: str,
+        *,
+        actor: str,
+        force: bool = False,
+        alg: Alg | None = None,
+        rotation_period: float | None = None,
+        token_ttl: float | None = None,
+        jwks_max_age: float | None = None,
+        clock_skew: float | None = None,
+        rsa_bits: int | None = None,
+        **unknown: object,
+    ) -> Outcome:
+        """``change_policy`` with the fields as keywords (``None``: unchanged); any other keyword
+        is an invalid-input error naming it, as from the API."""
+        change = PolicyChange.from_mapping(
+            {
+                "alg": alg,
+                "rotation_period": rotation_period,
+                "token_ttl": token_ttl,
+                "jwks_max_age": jwks_max_age,
+                "clock_skew": clock_skew,
+                "rsa_bits": rsa_bits,
+                **unknown,
+            }
+        )
+        return self.change_policy(name, change, actor=actor, force=force)
+
+    def change_policy(
+        self, name: str, update: PolicyChange, *, actor: str, force: bool = False
+    ) -> Outcome:
         """Change policy fields; refuse unsafe ones; keep previous keys the new retention."""
-        allowed = {"alg", "rotation_period", "token_ttl", "jwks_max_age", "clock_skew", "rsa_bits"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise InvalidInputError(f"unknown policy fields: {', '.join(sorted(unknown))}")
         current = self.store.tenant(name)
-        policy = replace(current.policy, **{k: v for k, v in changes.items() if v is not None})
+        policy = update.applied_to(current.policy)
         violations = validate_policy(policy, force=force)
         new_next = None
         if (policy.alg, policy.rsa_bits) != (current.policy.alg, current.policy.rsa_bits):
@@ -252,7 +348,7 @@ class KeyService:
         name: str,
         actor: str,
         reason: str | None,
-        fn: Callable[[Tx, Tenant, Ring, float], Change],
+        fn: Callable[[StoreTx, Tenant, Ring, float], Change],
     ) -> Outcome:
         now = self.clock.now()
         with self.store.write() as tx:
@@ -273,7 +369,7 @@ class KeyService:
         tenant = self.store.tenant(name)
         new_next = self._new_key(tenant)
 
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             cur = ring.current
             assert cur is not None
             if if_current is not None and cur.kid != if_current:
@@ -296,7 +392,7 @@ class KeyService:
             self._new_key(tenant) if rec.state in (KeyState.CURRENT, KeyState.NEXT) else None
         )
 
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.revoke(kid, now, reason, replacement)
 
         return self._transition(name, actor, reason, fn)
@@ -314,7 +410,7 @@ class KeyService:
         tenant = self.store.tenant(name)
         new_cur, new_next = self._new_key(tenant), self._new_key(tenant)
 
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.revoke_all(now, reason, new_cur, new_next)
 
         return self._transition(name, actor, reason, fn)
@@ -344,13 +440,13 @@ class KeyService:
             x5t=imported.x5t_s256,
         )
 
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.place_imported(now, rec, as_state, None)
 
         return self._transition(name, actor, None, fn)
 
     def retire_due(self, name: str, *, actor: str) -> Outcome:
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.retire_due(now)
 
         return self._transition(name, actor, None, fn)
@@ -361,7 +457,7 @@ class KeyService:
         now = self.clock.now()
         new_next = self._new_key(tenant) if ring.rotation_due(now) else None
 
-        def fn(tx: Tx, t: Tenant, ring: Ring, now: float) -> Change:
+        def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.sweep(now, new_next)
 
         return self._transition(name, actor, None, fn)
@@ -460,13 +556,13 @@ class KeyService:
         if cached is not None:
             if self.trust_cache:
                 return cached
-            checked = time.monotonic()
+            checked = self.clock.monotonic()
             if checked - self._checked.get(name, -math.inf) < self.revalidate_after:
                 return cached
             if self.store.tenant(name).key_version == cached.key_version:
                 self._checked[name] = checked
                 return cached
-        checked = time.monotonic()
+        checked = self.clock.monotonic()
         tenant, ring = self.ring(name)
         cur = ring.current
         signer = None

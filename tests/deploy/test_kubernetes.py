@@ -235,7 +235,7 @@ def test_every_keyturn_variable_in_the_manifests_is_one_keyturn_reads(
     files: dict[str, list[dict[str, Any]]],
 ) -> None:
     from keyturn.cli import build_parser
-    from keyturn.server.env_options import option_env_names
+    from keyturn.cli.env_options import option_env_names
 
     sub = next(a for a in build_parser()._actions if a.dest == "cmd")
     serve = sub.choices["serve"]  # type: ignore[index]

@@ -306,8 +306,9 @@ async def test_serve_wiring_metrics_on_by_default_and_no_metrics(
     import dataclasses
 
     from keyturn.cli import build_parser
+    from keyturn.cli.serve import _options
     from keyturn.keys.sealing import MasterKey, write_master_key_file
-    from keyturn.server.cli import _options, build_app
+    from keyturn.server.serve import build_app
 
     # build_app opens its own service, as `keyturn serve` does (no key is opened here).
     write_master_key_file(tmp_path / "master.key", [MasterKey.generate()])
@@ -317,12 +318,12 @@ async def test_serve_wiring_metrics_on_by_default_and_no_metrics(
         return build_parser().parse_args(["serve", *argv])
 
     default = _options(parse())
-    assert default["metrics"] is True
-    assert default["metrics_token"] is None
-    assert default["metrics_tenant_gauges"] == 1000
+    assert default.metrics is True
+    assert default.metrics_token is None
+    assert default.metrics_tenant_gauges == 1000
     off = _options(parse("--no-metrics", "--metrics-tenant-gauges", "5"))
-    assert off["metrics"] is False
-    assert off["metrics_tenant_gauges"] == 5
+    assert off.metrics is False
+    assert off.metrics_tenant_gauges == 5
 
     for options, status in ((default, 200), (off, 404)):
         app = build_app(settings, options)
@@ -336,12 +337,12 @@ async def test_serve_wiring_metrics_on_by_default_and_no_metrics(
 
 def test_metrics_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from keyturn.cli import build_parser
-    from keyturn.server.cli import METRICS_TOKEN_ENV, _options
+    from keyturn.cli.serve import METRICS_TOKEN_ENV, _options
 
     monkeypatch.setenv(METRICS_TOKEN_ENV, "from-env")
-    assert _options(build_parser().parse_args(["serve"]))["metrics_token"] == "from-env"
+    assert _options(build_parser().parse_args(["serve"])).metrics_token == "from-env"
     args = build_parser().parse_args(["serve", "--metrics-token", "from-flag"])
-    assert _options(args)["metrics_token"] == "from-flag"
+    assert _options(args).metrics_token == "from-flag"
 
 
 # --- the contract: docs/metrics.md lists exactly what /metrics exposes ---------------------

@@ -7,10 +7,10 @@ import math
 from keyturn.errors import UnsafePolicyError
 from keyturn.keys.algorithms import ALLOWED_RSA_BITS
 from keyturn.ring.model import Policy
+from keyturn.ring.policy_contract import MAX_DURATION, MIN_DURATION, MIN_SKEW
 
 # A JWKS that grows without bound is a verifier problem (size caps, slow refresh).
 MAX_PUBLISHED_KEYS = 12
-MAX_DURATION = 10 * 365 * 86400.0
 
 
 def fmt_duration(seconds: float) -> str:
@@ -35,10 +35,10 @@ def policy_violations(policy: Policy) -> list[str]:
     # Whole seconds at least: HTTP max-age and JWT NumericDates have no finer grain, and
     # sub-second or non-finite values only make arithmetic below overflow.
     for name, value, low in (
-        ("token lifetime T", t, 1.0),
-        ("JWKS max-age C", c, 1.0),
-        ("rotation period R", r, 1.0),
-        ("clock skew S", s, 0.0),
+        ("token lifetime T", t, MIN_DURATION),
+        ("JWKS max-age C", c, MIN_DURATION),
+        ("rotation period R", r, MIN_DURATION),
+        ("clock skew S", s, MIN_SKEW),
     ):
         if not math.isfinite(value) or value < low or value > MAX_DURATION:
             out.append(f"{name} must be between {low:g}s and {MAX_DURATION:g}s (got {value!r})")

@@ -8,6 +8,7 @@ from typing import Any
 from keyturn.errors import InvalidTransitionError, KeyNotFoundError
 from keyturn.ring.model import KeyRecord, KeyState, Policy
 from keyturn.ring.policy import fmt_duration
+from keyturn.ring.policy_contract import next_rotation_at, prepublication_margin
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ class Ring:
     def _prepublication_warning(self, nxt: KeyRecord, now: float, what: str) -> str | None:
         age = now - nxt.created_at
         need = self.policy.prepublication
-        if age >= need:
+        margin = prepublication_margin(nxt.created_at, now, need)
+        if margin >= 0:
             return None
-        gap = need - age
+        gap = -margin
         return (
             f"{what}: key {nxt.kid} has been published for only {fmt_duration(age)}, less than "
             f"the {fmt_duration(need)} verifier caches may hold the old JWKS (max-age + skew). "
@@ -276,7 +278,7 @@ class Ring:
     def rotation_due(self, now: float) -> bool:
         cur = self.current
         assert cur is not None and cur.activated_at is not None
-        return now >= cur.activated_at + self.policy.rotation_period
+        return now >= next_rotation_at(cur.activated_at, self.policy.rotation_period)
 
     def extend_retention(self, now: float) -> Change:
         """After a policy change, keep every previous key at least the new retention.

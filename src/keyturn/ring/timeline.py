@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyturn.ring.model import KeyRecord, KeyState
+from keyturn.ring.policy_contract import next_rotation_at
 from keyturn.ring.ring import Ring
 
 
@@ -57,7 +58,7 @@ def plan(ring: Ring, now: float, horizon: float, max_steps: int = 200) -> list[S
     while len(steps) < max_steps:
         cur = sim.current
         assert cur is not None and cur.activated_at is not None
-        rotate_at = max(now, cur.activated_at + sim.policy.rotation_period)
+        rotate_at = max(now, next_rotation_at(cur.activated_at, sim.policy.rotation_period))
         retire_times = [
             k.retire_after for k in sim.by_state(KeyState.PREVIOUS) if k.retire_after is not None
         ]

@@ -1,7 +1,8 @@
 """keyturn's HTTP service: public JWKS, discovery and revocation feed; the management API.
 
-Imports are lazy: ``keyturn.server.cli`` is loaded by every ``keyturn`` command, which must not
-pay for importing FastAPI.
+Imports are lazy: ``keyturn.server.serve`` is loaded by every ``keyturn`` command (through
+``keyturn.cli.serve``), which must not pay for importing FastAPI. Nothing here imports the
+command line; it hands the server a typed ``ServeOptions``.
 """
 
 from __future__ import annotations

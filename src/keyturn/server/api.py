@@ -19,6 +19,7 @@ from keyturn.durations import parse_duration
 from keyturn.errors import InvalidInputError, TokenError
 from keyturn.keys.algorithms import Alg
 from keyturn.ring.model import KeyState, Policy
+from keyturn.ring.policy_contract import PolicyChange
 from keyturn.ring.timeline import plan
 from keyturn.server.auth import Principal, Right, authenticate
 from keyturn.server.models import (
@@ -133,7 +134,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise InvalidInputError("nothing to change: give at least one policy field")
         if "alg" in fields:
             fields["alg"] = Alg(fields["alg"])
-        return done(svc.set_policy(tenant, actor=p.actor, force=body.force, **fields))
+        change = PolicyChange.from_mapping(fields)
+        return done(svc.change_policy(tenant, change, actor=p.actor, force=body.force))
 
     # --- keys ----------------------------------------------------------------------------
     @r.get("/tenants/{tenant}/keys", response_model=list[KeyOut], tags=["keys"])
@@ -265,7 +267,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         if not p.is_admin:
             tenant = tenant or p.key.tenant
         p.require(Right.READ if tenant is not None else Right.GLOBAL, tenant)
-        recs = svc.store.audit_records(
+        recs = svc.audit_records(
             tenant=tenant,
             kid=kid,
             event_name=event,

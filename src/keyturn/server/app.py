@@ -337,7 +337,7 @@ def create_app(
     ``token_endpoint`` of the authorization server that signs through keyturn.
     Watchers and the scheduler start in the ASGI lifespan (or :meth:`KeyturnApp.startup`).
     """
-    api_keys = api_keys or ApiKeyStore(service.store, service.clock)
+    api_keys = api_keys or service.api_keys()
     cache = DocumentCache(
         service, settings, max_tenants=max_tenants, discovery_extra=discovery_extra
     )
@@ -403,7 +403,7 @@ def create_app(
     async def readyz() -> Response | Health:
         """The store answers and the default tenant's keys are loaded."""
         try:
-            await anyio.to_thread.run_sync(service.store.key_versions)
+            await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
         except KeyturnError as exc:
             if metrics is not None and isinstance(exc, StoreUnavailableError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import orjson
 from keyturn.config import Settings
 from keyturn.errors import InvalidInputError, TenantNotFoundError
 from keyturn.ring.model import KeyState, check_tenant_name
+from keyturn.ring.policy_contract import DURATION_FIELDS
 from keyturn.ring.ring import Ring
 from keyturn.service import KeyService, jwks_document
 
@@ -131,7 +131,7 @@ def render(
     service: KeyService, settings: Settings, name: str, extra: DiscoveryExtra | None = None
 ) -> TenantDocs:
     """Read one tenant's ring and render its documents (blocking: call from a thread)."""
-    tenant, keys = service.store.public_keys(name)
+    tenant, keys = service.public_keys(name)
     ring = Ring(name, tenant.policy, keys)
     max_age = max(0, int(tenant.policy.jwks_max_age))
     base = tenant_base_url(settings, name)
@@ -170,12 +170,7 @@ def render(
         # The timing policy, in seconds, so tools (keyturn diagnose) can judge whether the
         # caches in front of this issuer are safe for its rotation. Public by nature: it is
         # visible anyway in the JWKS headers and the rhythm of kid changes.
-        "keyturn_policy": {
-            "rotation_period": tenant.policy.rotation_period,
-            "token_ttl": tenant.policy.token_ttl,
-            "jwks_max_age": tenant.policy.jwks_max_age,
-            "clock_skew": tenant.policy.clock_skew,
-        },
+        "keyturn_policy": {f: getattr(tenant.policy, f) for f in DURATION_FIELDS},
     }
     if extra:
         for key in ("*", name):
@@ -253,7 +248,7 @@ class DocumentCache:
             until = self._missing.get(name)
             if until is None:
                 return False
-            if until > time.monotonic():
+            if until > self.service.clock.monotonic():
                 return True
             del self._missing[name]
             return False
@@ -304,7 +299,7 @@ class DocumentCache:
         except TenantNotFoundError:
             with self._lock:
                 if gen == self._generation and self.negative_ttl > 0:
-                    self._missing[name] = time.monotonic() + self.negative_ttl
+                    self._missing[name] = self.service.clock.monotonic() + self.negative_ttl
                     self._missing.move_to_end(name)
                     while len(self._missing) > self.max_tenants:
                         self._missing.popitem(last=False)

@@ -29,15 +29,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.errors import StoreUnavailableError
-from keyturn.ring.model import KeyState
+from keyturn.ring.policy_contract import next_rotation_at, prepublication_margin
+from keyturn.ring.records import RotationRow
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem_bytes
 from keyturn.server.public import ASGIApp, Receive, Scope, Send
 from keyturn.service import KeyService, Outcome
-from keyturn.store import schema as s
 
 log = logging.getLogger("keyturn.server.metrics")
 
@@ -247,20 +246,22 @@ class ServerMetrics:
             ),
         }
         fam = {k: GaugeMetricFamily(n, h, labels=["tenant"]) for k, (n, h) in names.items()}
-        for name, period, max_age, skew, activated_at, next_created in rows:
-            fam["period"].add_metric([name], period)
-            fam["max_age"].add_metric([name], max_age)
-            fam["skew"].add_metric([name], skew)
-            until = None
-            if activated_at is not None:
-                until = activated_at + period - now
-                fam["key_age"].add_metric([name], now - activated_at)
-                fam["until"].add_metric([name], until)
-            if next_created is not None:
-                published = now - next_created
-                fam["next_pub"].add_metric([name], published)
-                if until is not None:
-                    margin = published + max(until, 0.0) - (max_age + skew)
+        for row in rows:
+            name = row.tenant
+            fam["period"].add_metric([name], row.rotation_period)
+            fam["max_age"].add_metric([name], row.jwks_max_age)
+            fam["skew"].add_metric([name], row.clock_skew)
+            rotate_at = None
+            if row.current_activated_at is not None:
+                rotate_at = next_rotation_at(row.current_activated_at, row.rotation_period)
+                fam["key_age"].add_metric([name], now - row.current_activated_at)
+                fam["until"].add_metric([name], rotate_at - now)
+            if row.next_created_at is not None:
+                fam["next_pub"].add_metric([name], now - row.next_created_at)
+                if rotate_at is not None:
+                    margin = prepublication_margin(
+                        row.next_created_at, max(rotate_at, now), row.jwks_max_age + row.clock_skew
+                    )
                     fam["margin"].add_metric([name], margin)
         omitted = GaugeMetricFamily(
             "keyturn_metrics_omitted_tenants",
@@ -269,47 +270,10 @@ class ServerMetrics:
         omitted.add_metric([], max(total - len(rows), 0))
         return [*fam.values(), omitted]
 
-    def _gauge_rows(
-        self,
-    ) -> tuple[list[tuple[str, float, float, float, float | None, float | None]], int]:
-        """(name, R, C, S, current's activated_at, next's created_at) rows, and the tenant count.
-
-        One query for all tenants (current and next joined in); a count only at the cap.
-        """
-        t, cur, nxt = s.tenants, s.keys.alias("cur"), s.keys.alias("nxt")
-        due = cur.c.activated_at + t.c.rotation_period
-        rows: list[tuple[str, float, float, float, float | None, float | None]] = []
-        with self.service.store.read() as tx:
-            if self.tenant_gauges > 0:
-                q = (
-                    select(
-                        t.c.name,
-                        t.c.rotation_period,
-                        t.c.jwks_max_age,
-                        t.c.clock_skew,
-                        cur.c.activated_at,
-                        nxt.c.created_at,
-                    )
-                    .select_from(
-                        t.outerjoin(
-                            cur,
-                            and_(cur.c.tenant_id == t.c.id, cur.c.state == KeyState.CURRENT.value),
-                        ).outerjoin(
-                            nxt, and_(nxt.c.tenant_id == t.c.id, nxt.c.state == KeyState.NEXT.value)
-                        )
-                    )
-                    # Soonest (most overdue) rotation first; a ring without a current key last.
-                    .order_by(due.is_(None), due, t.c.name)
-                    .limit(self.tenant_gauges)
-                )
-                rows = [
-                    (r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5])
-                    for r in tx.conn.execute(q)
-                ]
-            total = len(rows)
-            if total == self.tenant_gauges:
-                total = int(tx.conn.execute(select(func.count()).select_from(t)).scalar_one())
-        return rows, total
+    def _gauge_rows(self) -> tuple[list[RotationRow], int]:
+        """Rotation timing of the first ``tenant_gauges`` tenants (soonest due first), and the
+        tenant count."""
+        return self.service.rotation_rows(self.tenant_gauges)
 
 
 class _Collector(Collector):

@@ -9,12 +9,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keyturn.ring.model import KeyRecord, Policy
+from keyturn.ring.policy_contract import MAX_DURATION, MIN_DURATION, MIN_SKEW
+from keyturn.ring.records import AuditRecord, Tenant
 from keyturn.service import MAX_REASON_LENGTH, Outcome
-from keyturn.store.sql import AuditRecord, Tenant
 
 TENANT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 KID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-TEN_YEARS = 10 * 365 * 86400.0
+TEN_YEARS = MAX_DURATION
 # exp/nbf beyond this are not times: refuse them before they reach integer conversion.
 MAX_TIMESTAMP = 1e11
 
@@ -22,8 +23,8 @@ AlgName = Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512",
 StateName = Literal["next", "current", "previous", "retired", "revoked"]
 # At least one second: max-age is whole seconds, and sub-second periods are never a policy
 # (the core's policy check also overflows on denormal periods like 5e-324).
-Duration = Annotated[float, Field(ge=1, le=TEN_YEARS, allow_inf_nan=False)]
-Skew = Annotated[float, Field(ge=0, le=TEN_YEARS, allow_inf_nan=False)]
+Duration = Annotated[float, Field(ge=MIN_DURATION, le=MAX_DURATION, allow_inf_nan=False)]
+Skew = Annotated[float, Field(ge=MIN_SKEW, le=MAX_DURATION, allow_inf_nan=False)]
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_LENGTH)]
 TenantName = Annotated[str, Field(pattern=TENANT_PATTERN, max_length=63)]
 Kid = Annotated[str, Field(pattern=KID_PATTERN)]

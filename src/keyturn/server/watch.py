@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from keyturn.store.interface import KeyStore
 from keyturn.store.notify import PgListener
-from keyturn.store.sql import SqlStore
 
 log = logging.getLogger("keyturn.server.watch")
 
@@ -45,7 +45,7 @@ class PollingWatcher:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: KeyStore,
         *,
         interval: float = DEFAULT_POLL_INTERVAL,
         cached: Callable[[], dict[str, int]] | None = None,
@@ -138,7 +138,7 @@ class PollingWatcher:
 class ListenWatcher:
     """PostgreSQL ``LISTEN keyturn_keys`` (the core's :class:`PgListener`) as a Watcher."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: KeyStore) -> None:
         if store.dialect != "postgresql":
             raise ValueError("LISTEN/NOTIFY needs PostgreSQL")
         self.store = store
@@ -164,7 +164,7 @@ class ListenWatcher:
 
 
 def default_watchers(
-    store: SqlStore,
+    store: KeyStore,
     *,
     interval: float = DEFAULT_POLL_INTERVAL,
     cached: Callable[[], dict[str, int]] | None = None,

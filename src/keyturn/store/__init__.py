@@ -1,5 +1,11 @@
-"""Persistence: the SQL store (SQLite or PostgreSQL) and its Alembic migrations."""
+"""Persistence: the ``KeyStore`` / ``StoreTx`` Protocols the service is typed against, the SQL
+store implementing them (SQLite or PostgreSQL), API keys, LISTEN/NOTIFY and Alembic migrations.
 
-from keyturn.store.sql import AuditRecord, SqlStore, Tenant, Tx
+``Tenant`` and ``AuditRecord`` are domain records (``keyturn.ring.records``), re-exported here.
+"""
 
-__all__ = ["AuditRecord", "SqlStore", "Tenant", "Tx"]
+from keyturn.ring.records import AuditRecord, Tenant
+from keyturn.store.interface import KeyStore, StoreTx
+from keyturn.store.sql import SqlStore, Tx
+
+__all__ = ["AuditRecord", "KeyStore", "SqlStore", "StoreTx", "Tenant", "Tx"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
@@ -38,8 +37,15 @@ from keyturn.errors import (
 )
 from keyturn.keys.algorithms import Alg
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
+from keyturn.ring.records import AuditRecord as AuditRecord
+from keyturn.ring.records import RotationRow
+from keyturn.ring.records import Tenant as Tenant
 from keyturn.ring.ring import Change, Event
 from keyturn.store import schema as s
+
+if TYPE_CHECKING:
+    from keyturn.clock import Clock
+    from keyturn.store.apikeys import ApiKeyStore
 
 GENESIS_HASH = "0" * 64
 NOTIFY_CHANNEL = "keyturn_keys"
@@ -49,57 +55,9 @@ MIGRATION_LOCK = 424242
 FaultHook = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Tenant:
-    """A tenant row: one issuer with its policy."""
-
-    id: int
-    name: str
-    issuer: str
-    policy: Policy
-    policy_forced: bool
-    key_version: int
-    created_at: float
-    updated_at: float
-
-    def public_view(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "issuer": self.issuer,
-            "policy": self.policy.to_dict(),
-            "policy_forced": self.policy_forced,
-            "key_version": self.key_version,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    id: int
-    at: float
-    actor: str
-    scope: str
-    tenant: str | None
-    kid: str | None
-    event: str
-    reason: str | None
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "actor": self.actor,
-            "tenant": self.tenant,
-            "kid": self.kid,
-            "event": self.event,
-            "reason": self.reason,
-            "details": self.details,
-            "hash": self.hash,
-        }
+def _next_rotation_at(keys: Any, tenants: Any) -> Any:
+    """``ring.policy_contract.next_rotation_at`` as an SQL expression: activated_at + R."""
+    return keys.c.activated_at + tenants.c.rotation_period
 
 
 def _audit_hash(prev: str, rec: dict[str, Any]) -> str:
@@ -390,9 +348,7 @@ class Tx:
         ~500/s on the first pass, ~2,400/s once ANALYZE had run).
         """
         t, k = s.tenants, s.keys
-        rotating = and_(
-            k.c.state == KeyState.CURRENT.value, k.c.activated_at + t.c.rotation_period <= now
-        )
+        rotating = and_(k.c.state == KeyState.CURRENT.value, _next_rotation_at(k, t) <= now)
         retiring = and_(k.c.state == KeyState.PREVIOUS.value, k.c.retire_after <= now)
         rot = func.max(case((rotating, 1), else_=0))
         q = (
@@ -581,6 +537,52 @@ class SqlStore:
     def read(self) -> Iterator[Tx]:
         with self._wrap(), self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.dialect)
+
+    def api_keys(self, clock: Clock) -> ApiKeyStore:
+        """The API-key rows of this database."""
+        from keyturn.store.apikeys import ApiKeyStore
+
+        return ApiKeyStore(self, clock)
+
+    def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]:
+        """At most ``limit`` tenants' rotation timing, soonest (most overdue) rotation first, a
+        ring without a current key last; and the tenant count.
+
+        One query for all tenants (current and next joined in); a count only at the cap.
+        """
+        t, cur, nxt = s.tenants, s.keys.alias("cur"), s.keys.alias("nxt")
+        due = _next_rotation_at(cur, t)
+        rows: list[RotationRow] = []
+        with self.read() as tx:
+            if limit > 0:
+                q = (
+                    select(
+                        t.c.name,
+                        t.c.rotation_period,
+                        t.c.jwks_max_age,
+                        t.c.clock_skew,
+                        cur.c.activated_at,
+                        nxt.c.created_at,
+                    )
+                    .select_from(
+                        t.outerjoin(
+                            cur,
+                            and_(cur.c.tenant_id == t.c.id, cur.c.state == KeyState.CURRENT.value),
+                        ).outerjoin(
+                            nxt, and_(nxt.c.tenant_id == t.c.id, nxt.c.state == KeyState.NEXT.value)
+                        )
+                    )
+                    .order_by(due.is_(None), due, t.c.name)
+                    .limit(limit)
+                )
+                rows = [
+                    RotationRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5])
+                    for r in tx.conn.execute(q)
+                ]
+            total = len(rows)
+            if total == limit:
+                total = int(tx.conn.execute(select(func.count()).select_from(t)).scalar_one())
+        return rows, total
 
     # --- reads -------------------------------------------------------------------------
     def tenant(self, name: str) -> Tenant:

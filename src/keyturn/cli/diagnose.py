@@ -1,15 +1,19 @@
-"""``keyturn diagnose`` and ``keyturn inspect-jwks``: argument parsing and printing, no logic."""
+"""``keyturn diagnose`` and ``keyturn inspect-jwks``: argument parsing and printing, no logic.
+
+The judging is ``keyturn.diagnose`` (``diagnose`` and ``inspect_jwks``); ``keyturn jwks inspect
+URL`` (``keyturn.cli.jwks``) reuses ``add_net_opts`` and ``cmd_inspect_jwks``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.output import Out, indented_table, read_arg
 from keyturn.config import Settings
 from keyturn.diagnose._http import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT
 from keyturn.diagnose.core import ASSUMED_OVERLAP, DEFAULT_LEEWAY, diagnose
@@ -46,18 +50,16 @@ def exit_code_help() -> str:
     return "\n".join(lines)
 
 
-def register(
-    sub: Any, common: argparse.ArgumentParser, tenant_opt: argparse.ArgumentParser
-) -> None:
+def register(sub: Subparsers, parents: Parents) -> None:
     """Add ``diagnose`` and ``inspect-jwks`` to the ``keyturn`` parser."""
     d = sub.add_parser(
         "diagnose",
-        parents=[common],
+        parents=[parents.common],
         help="why does this token fail? kid, JWKS, caching, clocks, claims: a verdict and a fix",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=exit_code_help(),
     )
-    _add_net_opts(d)
+    add_net_opts(d)
     d.add_argument("token", help="the token, @file, or - for stdin ('Bearer ' prefix accepted)")
     d.add_argument("--issuer", help="issuer URL: loads its discovery document and checks iss")
     d.add_argument("--jwks", dest="jwks_url", metavar="URL", help="JWKS URL (instead of, or "
@@ -72,18 +74,17 @@ def register(
 
     j = sub.add_parser(
         "inspect-jwks",
-        parents=[common],
+        parents=[parents.common],
         help="describe any JWKS: kids, algorithms, key sizes, thumbprints, caching headers",
         epilog="exit codes: 0 a usable JWKS, 11 unreachable, 12 not a usable JWKS. "
         "Also: keyturn jwks inspect URL.",
     )
-    _add_net_opts(j)
+    add_net_opts(j)
     j.add_argument("url", help="JWKS URL")
     j.set_defaults(fn=cmd_inspect_jwks)
-    _extend_jwks_command(sub)
 
 
-def _add_net_opts(p: argparse.ArgumentParser) -> None:
+def add_net_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per request (default 5)"
     )
@@ -95,52 +96,13 @@ def _add_net_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="response size cap")
 
 
-def _extend_jwks_command(sub: Any) -> None:
-    """Teach the existing ``keyturn jwks [--tenant T]`` an optional ``inspect URL`` form.
-
-    Done here rather than in keyturn/cli.py so the diagnose feature stays in one place; plain
-    ``keyturn jwks`` keeps printing the tenant's JWKS exactly as before.
-    """
-    jp = sub.choices.get("jwks") if hasattr(sub, "choices") else None
-    if not isinstance(jp, argparse.ArgumentParser):
-        return
-    print_tenant_jwks = jp.get_default("fn")
-    jp.add_argument(
-        "jwks_action", nargs="?", choices=["inspect"], metavar="inspect",
-        help="'inspect URL': describe any JWKS (same as keyturn inspect-jwks URL)",
-    )  # fmt: skip
-    jp.add_argument("url", nargs="?", help="JWKS URL for inspect")
-    _add_net_opts(jp)
-
-    def run(args: argparse.Namespace, settings: Settings, out: Any) -> int:
-        if args.jwks_action == "inspect":
-            return cmd_inspect_jwks(args, settings, out)
-        if args.url:
-            raise InvalidInputError("a URL is only taken by: keyturn jwks inspect URL")
-        code: int = print_tenant_jwks(args, settings, out)
-        return code
-
-    jp.set_defaults(fn=run)
-
-
 def read_token(value: str) -> str:
-    """``-`` reads stdin, ``@path`` a file, anything else is the token itself."""
-    if value == "-":
-        data = sys.stdin.buffer.read(MAX_TOKEN_INPUT + 1)
-    elif value.startswith("@"):
-        try:
-            with Path(value[1:]).open("rb") as fh:
-                data = fh.read(MAX_TOKEN_INPUT + 1)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {value[1:]}: {exc.strerror}") from None
-    else:
-        data = value.encode()
-    if len(data) > MAX_TOKEN_INPUT:
-        raise InvalidInputError(f"token input larger than {MAX_TOKEN_INPUT} bytes")
+    """The token from ``value``, ``@file`` or ``-`` (stdin), at most 64 KiB, stripped."""
+    data = read_arg(value, limit=MAX_TOKEN_INPUT, what="token input")
     return data.decode("ascii", "replace").strip()
 
 
-def cmd_diagnose(args: argparse.Namespace, settings: Settings, out: Any) -> int:
+def cmd_diagnose(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     token = read_token(args.token)
     if not args.issuer and not args.jwks_url:
         raise InvalidInputError("give --issuer URL or --jwks URL")
@@ -162,7 +124,7 @@ def cmd_diagnose(args: argparse.Namespace, settings: Settings, out: Any) -> int:
     return report.exit_code
 
 
-def cmd_inspect_jwks(args: argparse.Namespace, settings: Settings, out: Any) -> int:
+def cmd_inspect_jwks(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     url = getattr(args, "url", None)
     if not url:
         raise InvalidInputError("give the JWKS URL: keyturn jwks inspect URL")
@@ -182,14 +144,6 @@ def cmd_inspect_jwks(args: argparse.Namespace, settings: Settings, out: Any) -> 
 
 
 # --- text rendering ------------------------------------------------------------------------
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers] + [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-
-
 def render_jwks(r: JwksReport) -> str:
     f = r.fetch
     status = f"HTTP {f.status}" if f.status else "no response"
@@ -211,7 +165,9 @@ def render_jwks(r: JwksReport) -> str:
                 [k.kid, k.kty, k.alg, k.use, size.strip() or None, tp,
                  "yes" if k.usable else f"no: {k.skip_reason}"]
             )  # fmt: skip
-        lines.append(_table(["KID", "KTY", "ALG", "USE", "SIZE", "KID=THUMBPRINT", "USABLE"], rows))
+        lines.append(
+            indented_table(["KID", "KTY", "ALG", "USE", "SIZE", "KID=THUMBPRINT", "USABLE"], rows)
+        )
     cc = r.cache_control
     offset = r.clock_offset
     lines.append(f"  Cache-Control: {cc.raw or '(none)'}")

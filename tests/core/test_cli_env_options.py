@@ -6,16 +6,17 @@ import argparse
 
 import pytest
 
-from keyturn.server.env_options import apply_env_defaults, option_env_names
+from keyturn.cli.env_options import apply_env_defaults, option_env_names
 
 
 def serve_parser(env: dict[str, str]) -> argparse.ArgumentParser:
-    from keyturn.server import cli as server_cli
+    from keyturn.cli import serve
+    from keyturn.cli._parsers import Parents
 
     sub = argparse.ArgumentParser(prog="keyturn").add_subparsers(dest="cmd")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true")
-    server_cli.register(sub, common, argparse.ArgumentParser(add_help=False))
+    serve.register(sub, Parents(common=common, tenant=argparse.ArgumentParser(add_help=False)))
     sp: argparse.ArgumentParser = sub.choices["serve"]
     apply_env_defaults(sp, env)
     return sp

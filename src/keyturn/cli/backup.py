@@ -1,6 +1,6 @@
 """``keyturn backup export|import``: a tenant's ring to a file and back (disaster recovery).
 
-Registered into the main CLI by ``register``; the logic is in ``keyturn.backup``.
+The logic (format, integrity check, restore) is in ``keyturn.backup``.
 """
 
 from __future__ import annotations
@@ -9,27 +9,24 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from keyturn import errors as E
+from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.exits import EXIT_OK
+from keyturn.cli.output import Out, actor
 from keyturn.config import Settings
 
-if TYPE_CHECKING:
-    from keyturn.cli import Out
 
-
-def register(
-    sub: Any, common: argparse.ArgumentParser, tenant_opt: argparse.ArgumentParser
-) -> None:
+def register(sub: Subparsers, parents: Parents) -> None:
     bp = sub.add_parser(
         "backup",
-        parents=[common],
+        parents=[parents.common],
         help="export a tenant's key ring (private keys sealed) or import one into this store",
     )
     bsub = bp.add_subparsers(dest="backup_cmd", required=True, metavar="ACTION")
     be = bsub.add_parser(
         "export",
-        parents=[common, tenant_opt],
+        parents=[parents.common, parents.tenant],
         help="the whole ring, sealed under the master key it names, with an integrity check",
     )
     be.add_argument(
@@ -37,7 +34,7 @@ def register(
     )
     bi = bsub.add_parser(
         "import",
-        parents=[common],
+        parents=[parents.common],
         help="restore an export as a new tenant (needs the master key the export names)",
     )
     bi.add_argument("file", metavar="FILE", help="the export, or - for stdin")
@@ -75,7 +72,6 @@ def _read(name: str) -> bytes:
 def cmd_backup(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     from keyturn.backup import dumps, export_ring, import_ring
     from keyturn.bootstrap import open_service
-    from keyturn.cli import _actor
 
     svc = open_service(settings)
     if args.backup_cmd == "export":
@@ -96,11 +92,11 @@ def cmd_backup(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             )
         else:
             sys.stdout.buffer.write(data)
-        return 0
-    res = import_ring(svc, _read(args.file), actor=_actor(args))
+        return EXIT_OK
+    res = import_ring(svc, _read(args.file), actor=actor(args))
     out.data(
         res.to_dict(),
         f"restored tenant {res.tenant}: {res.keys} keys ({res.published} published), "
         f"master key {res.master_key_id}",
     )
-    return 0
+    return EXIT_OK
