@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyturn.errors import ConfigError
+from keyturn.jwks_http import tenant_base_url
 from keyturn.keys.sealing import MasterKey, load_master_keys
 
 
@@ -56,6 +57,4 @@ class Settings:
 
     def issuer_for(self, tenant: str) -> str:
         """The default tenant is the root issuer; others live under /t/{name}."""
-        if tenant == self.default_tenant:
-            return self.public_url
-        return f"{self.public_url}/t/{tenant}"
+        return tenant_base_url(self.public_url, tenant, self.default_tenant)

@@ -9,17 +9,19 @@ Tree::
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
+    │   ├── TokenLifetimeError      token_lifetime_exceeded
     │   └── ExportTamperedError     export_tampered
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
-    │   └── KeyNotFoundError        key_not_found
+    │   ├── KeyNotFoundError        key_not_found
+    │   └── ApiKeyNotFoundError     api_key_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
     │   └── InvalidTransitionError  invalid_transition
     ├── UnsafePolicyError           policy_unsafe
-    ├── TokenLifetimeError          token_lifetime_exceeded
     ├── StoreUnavailableError       store_unavailable
+    ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     └── TokenError                  token_invalid        (action: reject)
@@ -38,6 +40,8 @@ Tree::
         │   ├── IssuerMismatchError issuer_mismatch
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
+            ├── DiscoveryError      discovery_failed
+            └── FeedError           revocation_feed_failed
 
 ``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
 gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
@@ -121,6 +125,12 @@ class KeyNotFoundError(NotFoundError):
     code = "key_not_found"
 
 
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key with that id (the management API's credentials, not signing keys)."""
+
+    code = "api_key_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -163,6 +173,12 @@ class StoreUnavailableError(KeyturnError):
     """The database cannot be reached; nothing was changed."""
 
     code = "store_unavailable"
+
+
+class CacheBusyError(KeyturnError):
+    """Too many document-cache misses are waiting for the store; try again shortly."""
+
+    code = "cache_busy"
 
 
 class AuthError(KeyturnError):
@@ -249,3 +265,15 @@ class JWKSUnavailableError(TokenError):
 
     code = "jwks_unavailable"
     action = "retry"
+
+
+class DiscoveryError(JWKSUnavailableError):
+    """The issuer's discovery document is unusable (unreachable, malformed or wrong issuer)."""
+
+    code = "discovery_failed"
+
+
+class FeedError(JWKSUnavailableError):
+    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
+
+    code = "revocation_feed_failed"

@@ -113,11 +113,10 @@ class KeyService:
         self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
         self._api_keys: ApiKeyStore | None = None
-        # When a watcher (LISTEN/NOTIFY or polling) calls ``invalidate``, the hot paths may
-        # trust the cache; otherwise sign/verify re-check the tenant's key_version at most
-        # every ``revalidate_after`` seconds (one small read), so a key change made by another
-        # process is seen within that time without a database round trip per token.
-        self.trust_cache = False
+        # Sign/verify re-check the tenant's key_version at most every ``revalidate_after``
+        # seconds (one small read), so a key change made by another process is seen within
+        # that time without a database round trip per token; a watcher (LISTEN/NOTIFY or
+        # polling) calling ``invalidate`` makes it sooner.
         self.revalidate_after = revalidate_after
 
     # --- key material --------------------------------------------------------------------
@@ -554,8 +553,6 @@ class KeyService:
         """Prepared signer and key set for a tenant, rebuilt only when its keys change."""
         cached = self._prepared.get(name)
         if cached is not None:
-            if self.trust_cache:
-                return cached
             checked = self.clock.monotonic()
             if checked - self._checked.get(name, -math.inf) < self.revalidate_after:
                 return cached

@@ -86,6 +86,6 @@ def test_cli_flags() -> None:
 
 
 def test_discovery_and_diagnose_read_the_durations() -> None:
-    from keyturn.diagnose.core import POLICY_FIELDS as DIAGNOSE_FIELDS
+    from keyturn.diagnose.evidence import POLICY_FIELDS as DIAGNOSE_FIELDS
 
     assert tuple(DIAGNOSE_FIELDS) == DURATION_FIELDS

@@ -4,4 +4,5 @@ import sys
 
 from keyturn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # nothing runs on a plain import (tests import every module)
+    sys.exit(main())

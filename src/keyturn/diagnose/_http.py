@@ -8,14 +8,16 @@ hop taken quietly, because verifiers that refuse redirects will fail where a bro
 from __future__ import annotations
 
 import email.utils
-import ipaddress
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from keyturn.jwks_http import CacheControl as CacheControl  # re-exported
+from keyturn.jwks_http import get_capped
+from keyturn.jwks_http import parse_cache_control as parse_cache_control  # re-exported
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BYTES = 512 * 1024
@@ -36,61 +38,6 @@ REPORTED_HEADERS = (
     "x-served-by",
 )
 
-_DIRECTIVE = re.compile(r"\s*([A-Za-z0-9_-]+)\s*(?:=\s*(\"[^\"]*\"|[^,\s]*))?\s*(?:,|$)")
-
-
-@dataclass(frozen=True)
-class CacheControl:
-    """The parsed ``Cache-Control`` directives that matter for a JWKS."""
-
-    raw: str | None
-    max_age: int | None = None
-    s_maxage: int | None = None
-    no_store: bool = False
-    no_cache: bool = False
-    private: bool = False
-
-    @property
-    def lifetime(self) -> int | None:
-        """The longest time any cache may keep the set: shared caches use ``s-maxage`` first."""
-        values = [v for v in (self.max_age, self.s_maxage) if v is not None]
-        return max(values) if values else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "raw": self.raw,
-            "max_age": self.max_age,
-            "s_maxage": self.s_maxage,
-            "no_store": self.no_store,
-            "no_cache": self.no_cache,
-            "private": self.private,
-        }
-
-
-def parse_cache_control(value: str | None) -> CacheControl:
-    """Parse directives leniently: an unparsable number counts as absent."""
-    if value is None:
-        return CacheControl(None)
-    found: dict[str, str | None] = {}
-    for m in _DIRECTIVE.finditer(value):
-        if m.group(1):
-            found[m.group(1).lower()] = m.group(2).strip('"') if m.group(2) else None
-
-    def num(name: str) -> int | None:
-        raw = found.get(name)
-        if raw is None or not raw.isdigit():
-            return None
-        return int(raw)
-
-    return CacheControl(
-        value,
-        max_age=num("max-age"),
-        s_maxage=num("s-maxage"),
-        no_store="no-store" in found,
-        no_cache="no-cache" in found,
-        private="private" in found,
-    )
-
 
 def parse_http_date(value: str | None) -> float | None:
     if not value:
@@ -102,16 +49,6 @@ def parse_http_date(value: str | None) -> float | None:
     if dt.tzinfo is None:
         return None
     return dt.timestamp()
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -184,50 +121,47 @@ def fetch(
     started = time.perf_counter()  # a duration for the report, not a clock the logic uses
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            with client.stream(
-                "GET", current, headers=headers, timeout=timeout, follow_redirects=False
-            ) as resp:
-                picked = {k: resp.headers[k] for k in REPORTED_HEADERS if k in resp.headers}
-                if resp.is_redirect:
-                    location = urljoin(current, resp.headers.get("location", ""))
-                    redirects.append((resp.status_code, location))
-                    if not follow_redirects:
-                        return Fetch(
-                            current,
-                            resp.status_code,
-                            picked,
-                            error=(
-                                f"HTTP {resp.status_code} redirect to {location}; verifiers that "
-                                "refuse redirects (as they should) fail here"
-                            ),
-                            redirects=tuple(redirects),
-                        )
-                    current = location
-                    continue
-                body = bytearray()
-                for chunk in resp.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > max_bytes:
-                        return Fetch(
-                            current,
-                            resp.status_code,
-                            picked,
-                            error=f"response larger than {max_bytes} bytes; not read further",
-                            redirects=tuple(redirects),
-                        )
-                error = None if resp.status_code == 200 else f"HTTP {resp.status_code}"
-                return Fetch(
-                    current,
-                    resp.status_code,
-                    picked,
-                    bytes(body),
-                    error,
-                    tuple(redirects),
-                    (time.perf_counter() - started) * 1000,
-                )
+            resp = get_capped(
+                client, current, max_bytes=max_bytes, timeout=timeout, headers=headers
+            )
         except httpx.TimeoutException:
             return Fetch(current, error=f"timed out after {timeout:g}s", redirects=tuple(redirects))
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             return Fetch(current, error=f"cannot connect: {reason}", redirects=tuple(redirects))
+        picked = {k: resp.headers[k] for k in REPORTED_HEADERS if k in resp.headers}
+        if resp.is_redirect:
+            location = urljoin(current, resp.headers.get("location", ""))
+            redirects.append((resp.status, location))
+            if not follow_redirects:
+                return Fetch(
+                    current,
+                    resp.status,
+                    picked,
+                    error=(
+                        f"HTTP {resp.status} redirect to {location}; verifiers that "
+                        "refuse redirects (as they should) fail here"
+                    ),
+                    redirects=tuple(redirects),
+                )
+            current = location
+            continue
+        if resp.body is None:
+            return Fetch(
+                current,
+                resp.status,
+                picked,
+                error=f"response larger than {max_bytes} bytes; not read further",
+                redirects=tuple(redirects),
+            )
+        error = None if resp.status == 200 else f"HTTP {resp.status}"
+        return Fetch(
+            current,
+            resp.status,
+            picked,
+            resp.body,
+            error,
+            tuple(redirects),
+            (time.perf_counter() - started) * 1000,
+        )
     return Fetch(current, error=f"more than {MAX_REDIRECTS} redirects", redirects=tuple(redirects))

@@ -19,8 +19,11 @@ import anyio
 import anyio.to_thread
 import orjson
 
+from keyturn import jwks_http
 from keyturn.config import Settings
+from keyturn.errors import CacheBusyError as CacheBusyError  # re-exported
 from keyturn.errors import InvalidInputError, TenantNotFoundError
+from keyturn.jwks_http import format_cache_control
 from keyturn.ring.model import KeyState, check_tenant_name
 from keyturn.ring.policy_contract import DURATION_FIELDS
 from keyturn.ring.ring import Ring
@@ -34,10 +37,6 @@ DEFAULT_MAX_FILLS = 8
 # Misses that may wait for one of those reads; beyond that a miss is refused (503) rather than
 # queued without bound behind a flood.
 DEFAULT_MAX_WAITING_FILLS = 256
-
-
-class CacheBusyError(Exception):
-    """Too many cache misses are waiting for the store; try again shortly."""
 
 
 JWKS_CONTENT_TYPE = b"application/jwk-set+json"
@@ -96,9 +95,7 @@ def make_doc(body: bytes, content_type: bytes, max_age: int) -> Doc:
     # is most of a cached tenant's memory (measured with tracemalloc: 14.5 KiB -> ~4 KiB).
     body = bytes(memoryview(body))
     etag = strong_etag(body)
-    # A fixed lifetime from each fetch, never "until the next rotation": pre-publication
-    # (C + S) is what makes a plain max-age safe.
-    cache_control = b"public, max-age=%d" % max_age
+    cache_control = format_cache_control(max_age).encode()
     common: Headers = [
         (b"etag", etag),
         (b"cache-control", cache_control),
@@ -122,9 +119,7 @@ def make_doc(body: bytes, content_type: bytes, max_age: int) -> Doc:
 
 def tenant_base_url(settings: Settings, name: str) -> str:
     """Where this server publishes a tenant's documents (the default tenant at the root)."""
-    if name == settings.default_tenant:
-        return settings.public_url
-    return f"{settings.public_url}/t/{name}"
+    return jwks_http.tenant_base_url(settings.public_url, name, settings.default_tenant)
 
 
 def render(
@@ -154,7 +149,7 @@ def render(
             algs.append(a)
     discovery: dict[str, Any] = {
         "issuer": tenant.issuer,
-        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "jwks_uri": jwks_http.jwks_url(base),
         # keyturn signs tokens for an issuer; it is not an authorization server, so it claims
         # no grant types and no authorization or token endpoint. The REQUIRED descriptive
         # fields say what its tokens are: ID-token-shaped JWTs with public subjects.
@@ -165,8 +160,8 @@ def render(
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "keyturn_revocations_uri": f"{base}/revocations.json",
-        "keyturn_revocations_stream_uri": f"{base}/revocations/stream",
+        "keyturn_revocations_uri": jwks_http.revocations_url(base),
+        "keyturn_revocations_stream_uri": jwks_http.revocations_stream_url(base),
         # The timing policy, in seconds, so tools (keyturn diagnose) can judge whether the
         # caches in front of this issuer are safe for its rotation. Public by nature: it is
         # visible anyway in the JWKS headers and the rhythm of kid changes.

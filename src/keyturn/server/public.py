@@ -10,6 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal, Protocol
 
+from keyturn.jwks_http import (
+    DISCOVERY_PATH,
+    JWKS_PATH,
+    REVOCATIONS_PATH,
+    REVOCATIONS_STREAM_PATH,
+    split_tenant_path,
+)
 from keyturn.server.documents import CacheBusyError, Doc, DocumentCache, TenantDocs
 from keyturn.server.feed import SSE_HEADERS, RevocationHub
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem_bytes
@@ -22,11 +29,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DocKind = Literal["jwks", "discovery", "revocations", "stream"]
 
+# Paths relative to a tenant's base URL (the contract is keyturn.jwks_http's).
 _TENANT_PATHS: dict[str, DocKind] = {
-    ".well-known/jwks.json": "jwks",
-    ".well-known/openid-configuration": "discovery",
-    "revocations.json": "revocations",
-    "revocations/stream": "stream",
+    JWKS_PATH[1:]: "jwks",
+    DISCOVERY_PATH[1:]: "discovery",
+    REVOCATIONS_PATH[1:]: "revocations",
+    REVOCATIONS_STREAM_PATH[1:]: "stream",
 }
 _ALLOW = b"GET, HEAD"
 
@@ -97,13 +105,12 @@ def route(path: str, default_tenant: str) -> tuple[str, DocKind] | None:
     if path.startswith("/.well-known/") or path.startswith("/revocations"):
         kind = _TENANT_PATHS.get(path[1:])
         return (default_tenant, kind) if kind is not None else None
-    if path.startswith("/t/"):
-        tenant, sep, rest = path[3:].partition("/")
-        if not sep or not tenant:
-            return None
-        kind = _TENANT_PATHS.get(rest)
-        return (tenant, kind) if kind is not None else None
-    return None
+    split = split_tenant_path(path)
+    if split is None:
+        return None
+    tenant, rest = split
+    kind = _TENANT_PATHS.get(rest)
+    return (tenant, kind) if kind is not None else None
 
 
 class PublicApp:

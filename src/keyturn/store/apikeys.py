@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from keyturn.clock import Clock, SystemClock
-from keyturn.errors import InvalidInputError, NotFoundError, StoreUnavailableError
+from keyturn.errors import ApiKeyNotFoundError as ApiKeyNotFoundError  # re-exported
+from keyturn.errors import InvalidInputError, StoreUnavailableError
 from keyturn.ring.model import check_tenant_name
 from keyturn.store import schema as s
 from keyturn.store.sql import SqlStore
@@ -38,10 +39,6 @@ class Role(StrEnum):
     MANAGER = "manager"
     SIGNER = "signer"
     VIEWER = "viewer"
-
-
-class ApiKeyNotFoundError(NotFoundError):
-    code = "api_key_not_found"
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,10 @@ Works with only ``cryptography``, ``httpx`` and ``orjson`` installed. Middleware
 ``keyturn.verifier.prometheus``.
 """
 
+from keyturn.errors import DiscoveryError, FeedError
 from keyturn.verifier._async_cache import AsyncJWKSCache
 from keyturn.verifier._cache import JWKSCache
 from keyturn.verifier._core import CacheStatus
-from keyturn.verifier._feed import FeedError
-from keyturn.verifier._http import DiscoveryError
 from keyturn.verifier._metrics import MetricsSnapshot, StaleInfo, VerifierEvent, VerifierMetrics
 from keyturn.verifier._options import (
     DEFAULT_BACKOFF,

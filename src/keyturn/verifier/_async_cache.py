@@ -8,15 +8,16 @@ import random
 import time
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Self
 
 import httpx
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.errors import JWKSUnavailableError, KeyturnError
+from keyturn.jwks_http import discovery_url
 from keyturn.tokens import KeySet
 from keyturn.verifier._core import CacheCore, CacheStatus
 from keyturn.verifier._http import (
-    discovery_url,
     get_async,
     interpret_jwks,
     jwks_headers,
@@ -31,6 +32,7 @@ from keyturn.verifier._options import (
     Backoff,
     CacheOptions,
     HTTPOptions,
+    JWKSConfig,
     UnknownKidOptions,
 )
 
@@ -64,18 +66,42 @@ class AsyncJWKSCache:
         on_event: EventHook | None = None,
         on_stale: StaleHook | None = None,
     ) -> None:
-        self._core = CacheCore(
+        config = JWKSConfig(
             issuer=issuer,
             jwks_url=jwks_url,
             cache=cache,
             backoff=backoff,
             unknown_kid=unknown_kid,
+            http=http,
             clock=clock or SystemClock(),
             rng=rng or random.Random(),
             metrics=metrics or VerifierMetrics(),
             on_event=on_event,
             on_stale=on_stale,
         )
+        self._setup(config, client, transport)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: JWKSConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Self:
+        """A cache from an already checked ``JWKSConfig`` (how the verifiers pass theirs down)."""
+        self = cls.__new__(cls)
+        self._setup(config, client, transport)
+        return self
+
+    def _setup(
+        self,
+        config: JWKSConfig,
+        client: httpx.AsyncClient | None,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self._core = CacheCore(config)
+        http = config.http
         self._http = http
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import math
-import random
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from keyturn.clock import Clock
-from keyturn.errors import ConfigError, JWKSUnavailableError, KeyturnError
+from keyturn.errors import JWKSUnavailableError, KeyturnError
 from keyturn.tokens import KeySet
 from keyturn.tokens.keyset import KidMap
 from keyturn.verifier import _metrics as ev
-from keyturn.verifier._http import Discovery, FetchResult, check_url
+from keyturn.verifier._http import Discovery, FetchResult
 from keyturn.verifier._metrics import (
-    EventHook,
-    StaleHook,
     StaleInfo,
     VerifierEvent,
-    VerifierMetrics,
     call_hook,
 )
-from keyturn.verifier._options import Backoff, CacheOptions, UnknownKidOptions
+from keyturn.verifier._options import JWKSConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,36 +68,18 @@ class CacheCore:
     sees either the old set or the new one, never a mix.
     """
 
-    def __init__(
-        self,
-        *,
-        issuer: str | None,
-        jwks_url: str | None,
-        cache: CacheOptions,
-        backoff: Backoff,
-        unknown_kid: UnknownKidOptions,
-        clock: Clock,
-        rng: random.Random,
-        metrics: VerifierMetrics,
-        on_event: EventHook | None,
-        on_stale: StaleHook | None,
-    ) -> None:
-        if issuer is None and jwks_url is None:
-            raise ConfigError("configure the verifier with an issuer URL or a JWKS URL")
-        if issuer is not None:
-            check_url(issuer, "issuer")
-        if jwks_url is not None:
-            check_url(jwks_url, "jwks_url")
-        self.issuer = issuer
-        self.jwks_url = jwks_url
-        self.options = cache
-        self.backoff = backoff
-        self.unknown_kid = unknown_kid
-        self.clock = clock
-        self.rng = rng
-        self.metrics = metrics
-        self.on_event = on_event
-        self.on_stale = on_stale
+    def __init__(self, config: JWKSConfig) -> None:
+        self.config = config
+        self.issuer = config.issuer
+        self.jwks_url = config.jwks_url
+        self.options = config.cache
+        self.backoff = config.backoff
+        self.unknown_kid = config.unknown_kid
+        self.clock = config.clock
+        self.rng = config.rng
+        self.metrics = config.metrics
+        self.on_event = config.on_event
+        self.on_stale = config.on_stale
         self.lock = threading.Lock()
         self.discovery: Discovery | None = None
         self.rediscover = False

@@ -24,14 +24,14 @@ from typing import Any
 import httpx
 import orjson
 
-from keyturn.errors import ConfigError, JWKSUnavailableError, KeyturnError
+from keyturn.errors import ConfigError, KeyturnError
+from keyturn.errors import FeedError as FeedError  # re-exported
+from keyturn.jwks_http import check_url, discovery_url, revocations_stream_url, revocations_url
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
 from keyturn.verifier._http import (
     USER_AGENT,
     check_status,
-    check_url,
-    discovery_url,
     get_async,
     parse_discovery,
     parse_json_object,
@@ -42,12 +42,6 @@ from keyturn.verifier._options import HTTPOptions, RevocationFeed
 MAX_EVENT_BYTES = 256 * 1024
 # A stream must have lasted this long for its "reconnect" to skip the backoff.
 MIN_PLANNED_STREAM = 1.0
-
-
-class FeedError(JWKSUnavailableError):
-    """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
-
-    code = "revocation_feed_failed"
 
 
 def check_feed_config(feed: RevocationFeed, issuer: str | None) -> None:
@@ -202,9 +196,9 @@ class RevocationSubscriber:
             discovery = parse_discovery(response, core.issuer)
         if self.feed.mode == "stream":
             found = discovery.revocations_stream_uri if discovery else None
-            return found or core.issuer.rstrip("/") + "/revocations/stream"
+            return found or revocations_stream_url(core.issuer)
         found = discovery.revocations_uri if discovery else None
-        return found or core.issuer.rstrip("/") + "/revocations.json"
+        return found or revocations_url(core.issuer)
 
     def _check_issuer(self, doc: dict[str, Any]) -> None:
         named = doc.get("issuer")

@@ -1,73 +1,43 @@
-"""Safe HTTP for the verifier: URL checks, capped reads, no redirects, conditional JWKS GET."""
+"""Safe HTTP for the verifier: capped reads, no redirects, conditional JWKS GET.
+
+The contract itself (URL rules, ``Cache-Control``, the capped GET) lives in
+``keyturn.jwks_http``; this module adds the verifier's error wording, discovery parsing and
+the conditional JWKS fetch.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from keyturn.errors import ConfigError, InvalidInputError, JWKSUnavailableError
+from keyturn.errors import DiscoveryError as DiscoveryError  # re-exported
+from keyturn.jwks_http import (
+    CappedResponse,
+    aget_capped,
+    check_url,
+    get_capped,
+    parse_cache_control,
+)
 from keyturn.tokens import KeySet
 from keyturn.verifier._options import HTTPOptions
 
 USER_AGENT = "keyturn-verifier/0.1"
 JWKS_ACCEPT = "application/jwk-set+json, application/json;q=0.9"
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|=|$)", re.IGNORECASE)
-
-
-class DiscoveryError(JWKSUnavailableError):
-    """The issuer's discovery document is unusable (unreachable, malformed or wrong issuer)."""
-
-    code = "discovery_failed"
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1``: the only hosts plain HTTP may reach."""
-    host = host.strip("[]").lower()
-    # Only the name itself: whether *.localhost resolves to loopback is up to the resolver.
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, what: str) -> str:
-    """Return ``url`` if it is HTTPS, or HTTP to a loopback host; raise ``ConfigError`` otherwise.
-
-    Plain HTTP anywhere else would let anyone on the path substitute their own keys.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ConfigError(f"{what} is not a URL: {url!r}") from None
-    if not parts.hostname:
-        raise ConfigError(f"{what} has no host: {url!r}")
-    if parts.username or parts.password:
-        raise ConfigError(f"{what} must not carry credentials")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and is_loopback(parts.hostname):
-        return url
-    raise ConfigError(f"{what} must use https (plain http only to loopback): {url!r}")
 
 
 def parse_max_age(cache_control: str | None) -> float | None:
-    """``max-age`` from a ``Cache-Control`` header; ``no-cache``/``no-store`` count as 0."""
-    if not cache_control:
-        return None
-    if _NO_CACHE.search(cache_control):
-        return 0.0
-    match = _MAX_AGE.search(cache_control)
-    return float(match.group(1)) if match else None
+    """The verifier's lifetime for a ``Cache-Control`` header: a private cache's (RFC 9111).
+
+    None when the header states none; ``no-cache``/``no-store`` (and an invalid ``max-age``)
+    give 0, which the ``CacheOptions`` floor then bounds. Semantics: ``keyturn.jwks_http``.
+    """
+    lifetime = parse_cache_control(cache_control).freshness_lifetime(shared=False)
+    return None if lifetime is None else float(lifetime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +50,6 @@ class Response:
     body: bytes
 
 
-def _request_kwargs(opts: HTTPOptions) -> dict[str, Any]:
-    # Passed per request so an injected client's own settings cannot turn these off.
-    return {"follow_redirects": False, "timeout": httpx.Timeout(opts.timeout)}
-
-
 def _too_large(url: str, opts: HTTPOptions) -> JWKSUnavailableError:
     return JWKSUnavailableError(
         f"response from {url} exceeds {opts.max_response_bytes} bytes; not read further",
@@ -92,54 +57,38 @@ def _too_large(url: str, opts: HTTPOptions) -> JWKSUnavailableError:
     )
 
 
-def _declared_too_large(response: httpx.Response, opts: HTTPOptions) -> bool:
-    declared = response.headers.get("content-length")
-    return bool(declared and declared.isdigit() and int(declared) > opts.max_response_bytes)
+def _response(capped: CappedResponse, opts: HTTPOptions) -> Response:
+    if capped.body is None:
+        raise _too_large(capped.url, opts)
+    return Response(capped.url, capped.status, capped.headers, capped.body)
 
 
 def get_sync(
     client: httpx.Client, url: str, headers: dict[str, str], opts: HTTPOptions
 ) -> Response:
     """GET ``url``; the body is read in chunks and abandoned past the size cap."""
-    # identity: the size cap counts wire bytes; a compressed body could inflate far past it.
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+    headers = {"User-Agent": USER_AGENT, **headers}
     try:
-        with client.stream("GET", url, headers=headers, **_request_kwargs(opts)) as response:
-            if _declared_too_large(response, opts):
-                raise _too_large(url, opts)
-            chunks: list[bytes] = []
-            size = 0
-            # iter_bytes yields decoded content, so a small gzip bomb is capped too.
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > opts.max_response_bytes:
-                    raise _too_large(url, opts)
-                chunks.append(chunk)
-            return Response(url, response.status_code, response.headers, b"".join(chunks))
+        capped = get_capped(
+            client, url, max_bytes=opts.max_response_bytes, timeout=opts.timeout, headers=headers
+        )
     except httpx.HTTPError as exc:
         raise JWKSUnavailableError(f"GET {url} failed: {exc!r}", url=url) from None
+    return _response(capped, opts)
 
 
 async def get_async(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], opts: HTTPOptions
 ) -> Response:
     """Async twin of ``get_sync``."""
-    # identity: the size cap counts wire bytes; a compressed body could inflate far past it.
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+    headers = {"User-Agent": USER_AGENT, **headers}
     try:
-        async with client.stream("GET", url, headers=headers, **_request_kwargs(opts)) as response:
-            if _declared_too_large(response, opts):
-                raise _too_large(url, opts)
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > opts.max_response_bytes:
-                    raise _too_large(url, opts)
-                chunks.append(chunk)
-            return Response(url, response.status_code, response.headers, b"".join(chunks))
+        capped = await aget_capped(
+            client, url, max_bytes=opts.max_response_bytes, timeout=opts.timeout, headers=headers
+        )
     except httpx.HTTPError as exc:
         raise JWKSUnavailableError(f"GET {url} failed: {exc!r}", url=url) from None
+    return _response(capped, opts)
 
 
 def check_status(response: Response, *, allow_304: bool = False) -> None:
@@ -178,10 +127,6 @@ class Discovery:
     jwks_uri: str
     revocations_uri: str | None = None
     revocations_stream_uri: str | None = None
-
-
-def discovery_url(issuer: str) -> str:
-    return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
 def parse_discovery(response: Response, issuer: str) -> Discovery:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from keyturn.clock import Clock, SystemClock
 from keyturn.errors import ConfigError
+from keyturn.jwks_http import check_url
+from keyturn.verifier._metrics import EventHook, StaleHook, VerifierMetrics
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024
@@ -179,3 +182,36 @@ DEFAULT_HTTP_OPTIONS = HTTPOptions()
 DEFAULT_CACHE_OPTIONS = CacheOptions()
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_UNKNOWN_KID_OPTIONS = UnknownKidOptions()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JWKSConfig:
+    """Everything one issuer's key cache is built from, checked once and passed down.
+
+    The public constructors (``Verifier``, ``AsyncVerifier``, ``JWKSCache``,
+    ``AsyncJWKSCache``) keep their keyword arguments; each builds this value once and hands it
+    to the cache and its ``CacheCore``, instead of every layer re-listing the keywords.
+    ``clock``, ``rng`` and ``metrics`` are resolved here (system clock, a fresh ``Random``, new
+    metrics) so every layer shares the same ones. The HTTP client is not part of it: it is a
+    resource the sync and async twins own differently.
+    """
+
+    issuer: str | None = None
+    jwks_url: str | None = None
+    cache: CacheOptions = DEFAULT_CACHE_OPTIONS
+    backoff: Backoff = DEFAULT_BACKOFF
+    unknown_kid: UnknownKidOptions = DEFAULT_UNKNOWN_KID_OPTIONS
+    http: HTTPOptions = DEFAULT_HTTP_OPTIONS
+    clock: Clock = field(default_factory=SystemClock)
+    rng: random.Random = field(default_factory=random.Random)
+    metrics: VerifierMetrics = field(default_factory=VerifierMetrics)
+    on_event: EventHook | None = None
+    on_stale: StaleHook | None = None
+
+    def __post_init__(self) -> None:
+        if self.issuer is None and self.jwks_url is None:
+            raise ConfigError("configure the verifier with an issuer URL or a JWKS URL")
+        if self.issuer is not None:
+            check_url(self.issuer, "issuer")
+        if self.jwks_url is not None:
+            check_url(self.jwks_url, "jwks_url")

@@ -34,6 +34,7 @@ from keyturn.verifier._options import (
     Backoff,
     CacheOptions,
     HTTPOptions,
+    JWKSConfig,
     RevocationFeed,
     UnknownKidOptions,
 )
@@ -171,22 +172,21 @@ class Verifier:
         )
         if revocations is not None:
             check_feed_config(revocations, issuer)  # before anything is opened
-        self._clock = clock or SystemClock()
-        self._cache = JWKSCache(
+        config = JWKSConfig(
             issuer=issuer,
             jwks_url=jwks_url,
             cache=cache,
             backoff=backoff,
             unknown_kid=unknown_kid,
             http=http,
-            client=client,
-            transport=transport,
-            clock=self._clock,
-            rng=rng,
-            metrics=metrics,
+            clock=clock or SystemClock(),
+            rng=rng or random.Random(),
+            metrics=metrics or VerifierMetrics(),
             on_event=on_event,
             on_stale=on_stale,
         )
+        self._clock = config.clock
+        self._cache = JWKSCache.from_config(config, client=client, transport=transport)
         self._feed: FeedThread | None = None
         self._feed_started = False
         self._lock = threading.Lock()
@@ -315,22 +315,21 @@ class AsyncVerifier:
         )
         if revocations is not None:
             check_feed_config(revocations, issuer)  # before anything is opened
-        self._clock = clock or SystemClock()
-        self._cache = AsyncJWKSCache(
+        config = JWKSConfig(
             issuer=issuer,
             jwks_url=jwks_url,
             cache=cache,
             backoff=backoff,
             unknown_kid=unknown_kid,
             http=http,
-            client=client,
-            transport=transport,
-            clock=self._clock,
-            rng=rng,
-            metrics=metrics,
+            clock=clock or SystemClock(),
+            rng=rng or random.Random(),
+            metrics=metrics or VerifierMetrics(),
             on_event=on_event,
             on_stale=on_stale,
         )
+        self._clock = config.clock
+        self._cache = AsyncJWKSCache.from_config(config, client=client, transport=transport)
         self._core = self._cache.core
         self._now = self._clock.now
         self._count_ok = self._cache.metrics.ok_counter()
