@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import pytest
 from keyturn.keys.sealing import MasterKey
 from tests.conftest import PG_ADMIN_URL
 from tests.server.live import free_port
+from tests.tools import require_tool, skip_or_fail
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -41,19 +41,11 @@ UID = 10001
 
 
 def _require_tools() -> str:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    reason = None
     if os.geteuid() != 0:
-        reason = "building and running the image needs root"
-    elif missing:
-        reason = f"{', '.join(missing)} not found: {HINT}"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI runs the image tests: {reason}")
-        pytest.skip(reason)
-    runc = shutil.which("runc")
-    assert runc is not None
-    return runc
+        skip_or_fail("building and running the image needs root")
+    for tool in TOOLS:
+        require_tool(tool, HINT)
+    return require_tool("runc", HINT)
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +108,7 @@ def fresh_db() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs PostgreSQL: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     name = f"keyturn_image_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')

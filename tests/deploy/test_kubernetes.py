@@ -8,20 +8,20 @@ escalation, ALL capabilities dropped, RuntimeDefault seccomp, resources, probes 
 from __future__ import annotations
 
 import copy
-import os
 import socket
 from typing import Any
 
 import pytest
 
 from tests.deploy.manifests import K8S, NON_CORE, load_all, problems
+from tests.tools import in_ci
 
 try:
     import kubernetes_validate
     import yamllint.config as yamllint_config
     import yamllint.linter as yamllint_linter
 except ImportError as exc:  # pragma: no cover - the dev extra installs both
-    if os.environ.get("CI") == "true":
+    if in_ci():
         raise
     pytest.skip(
         f"{exc.name} missing: ./scripts/setup installs the dev extra", allow_module_level=True
