@@ -20,6 +20,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "verify": ((), ("jwt", "joserfc")),
     "jwks-http": (("wrk", "nginx", "taskset"), ()),
     "sign-http": (("wrk", "taskset"), ()),
+    "refresh-http": (("taskset",), ()),
     "sweep": (("wrk", "taskset"), ("sqlalchemy", "psycopg")),
 }
 

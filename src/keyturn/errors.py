@@ -14,17 +14,29 @@ Tree::
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
-    │   └── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ClientNotFoundError     oauth_client_not_found
+    │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
     │   ├── InvalidTransitionError  invalid_transition
+    │   ├── ClientRevokedError      oauth_client_revoked
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── CacheBusyError              cache_busy
+    ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
+    ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
+    │   ├── InvalidRequestError     invalid_request      (400)
+    │   ├── InvalidClientError      invalid_client       (401)
+    │   ├── InvalidGrantError       invalid_grant        (400)
+    │   ├── UnauthorizedClientError unauthorized_client  (400)
+    │   ├── UnsupportedGrantTypeError  unsupported_grant_type  (400)
+    │   ├── InvalidScopeError       invalid_scope        (400)
+    │   └── UnsupportedTokenTypeError  unsupported_token_type  (400)
     └── TokenError                  token_invalid        (action: reject)
         ├── MalformedTokenError     token_malformed
         │   └── TokenTooLargeError  token_too_large
@@ -42,7 +54,7 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
-            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            ├── ResponseTooLargeError  response_too_large
             └── FeedError           revocation_feed_failed
                 └── FeedTooLargeError  revocation_feed_too_large
 
@@ -134,6 +146,18 @@ class ApiKeyNotFoundError(NotFoundError):
     code = "api_key_not_found"
 
 
+class ClientNotFoundError(NotFoundError):
+    """No OAuth client with that id in this tenant."""
+
+    code = "oauth_client_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session with that id in this tenant."""
+
+    code = "session_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -154,6 +178,12 @@ class InvalidTransitionError(ConflictError):
     """The key is not in a state that allows the requested transition."""
 
     code = "invalid_transition"
+
+
+class ClientRevokedError(ConflictError):
+    """The OAuth client is revoked: no new sessions, no new secret."""
+
+    code = "oauth_client_revoked"
 
 
 class KeyCapError(ConflictError):
@@ -193,6 +223,49 @@ class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
     code = "cache_busy"
+
+
+class DrillError(KeyturnError):
+    """``keyturn drill`` could not run (not: it ran and failed; that is a report)."""
+
+    code = "drill_failed_to_run"
+
+
+class OAuthError(KeyturnError):
+    """An error of the token or revocation endpoint (RFC 6749 section 5.2, RFC 7009):
+    ``code`` is the RFC's ``error`` value, ``status`` its HTTP status."""
+
+    code = "oauth_error"
+    status: ClassVar[int] = 400
+
+
+class InvalidRequestError(OAuthError):
+    code = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    code = "invalid_client"
+    status = 401
+
+
+class InvalidGrantError(OAuthError):
+    code = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    code = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    code = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    code = "invalid_scope"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    code = "unsupported_token_type"
 
 
 class AuthError(KeyturnError):
@@ -288,7 +361,9 @@ class DiscoveryError(JWKSUnavailableError):
 
 
 class ResponseTooLargeError(JWKSUnavailableError):
-    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+    """A response over ``HTTPOptions.max_response_bytes``: not read further."""
+
+    code = "response_too_large"
 
 
 class FeedError(JWKSUnavailableError):

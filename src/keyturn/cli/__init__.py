@@ -29,6 +29,7 @@ from keyturn.cli import (
     plan,
     rotate_due,
     serve,
+    sessions,
     tenant,
     token,
 )
@@ -63,6 +64,7 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     backup.register,
     serve.register,
     apikey.register,
+    sessions.register,
     diagnose.register,
     drill.register,
 )

@@ -30,10 +30,13 @@ from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, Docume
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
+from keyturn.server.oauth import OAuthApp
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
+from keyturn.server.sessions_api import build_sessions_router
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
+from keyturn.sessions.service import SessionService
 from keyturn.store.apikeys import ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
@@ -386,7 +389,10 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(api, metrics)
-    api.include_router(build_router(ApiContext(service, api_keys, settings, metrics)))
+    ctx = ApiContext(service, api_keys, settings, metrics)
+    api.include_router(build_router(ctx))
+    sessions = SessionService(service)
+    api.include_router(build_sessions_router(ctx, sessions))
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -394,7 +400,10 @@ def create_app(
     session_key = hmac.new(
         service.sealer.keys[0].secret, b"keyturn admin session key v1", hashlib.sha256
     ).digest()
-    api.mount("/admin", build_admin(service, api_keys, session_key=session_key))
+    api.mount(
+        "/admin",
+        build_admin(service, api_keys, session_key=session_key, issuer_for=settings.issuer_for),
+    )
 
     @api.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
@@ -435,6 +444,8 @@ def create_app(
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
+    # The OAuth token and revocation endpoints: bare ASGI, in front of the API.
+    fallback = OAuthApp(sessions, fallback, default_tenant=settings.default_tenant)
     public = PublicApp(
         cache,
         hub,

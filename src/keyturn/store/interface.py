@@ -97,6 +97,7 @@ class KeyStore(Protocol):
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,

@@ -635,6 +635,7 @@ class SqlStore:
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,
@@ -648,6 +649,8 @@ class SqlStore:
             q = q.where(s.audit.c.kid == kid)
         if event_name is not None:
             q = q.where(s.audit.c.event == event_name)
+        if actor is not None:
+            q = q.where(s.audit.c.actor == actor)
         if since is not None:
             q = q.where(s.audit.c.at >= since)
         if until is not None:
