@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 GENESIS_HASH = "0" * 64
 NOTIFY_CHANNEL = "keyturn_keys"
+# Held (transaction-scoped) around the Alembic upgrade on PostgreSQL: when a fleet starts at once
+# on a fresh database, one replica migrates and the others wait, then find the schema at head.
+MIGRATION_LOCK = 424242
 FaultHook = Callable[[str], None]
 
 
@@ -520,7 +523,7 @@ class SqlStore:
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
                 if self.dialect == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(424242)))
+                    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
 
