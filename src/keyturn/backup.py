@@ -27,11 +27,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from keyturn.errors import (
     ExportTamperedError,
     InvalidInputError,
+    KeyBackendUnsupportedError,
     MasterKeyError,
     TenantExistsError,
 )
 from keyturn.keys.algorithms import Alg
 from keyturn.keys.b64 import b64url_decode, b64url_encode_str
+from keyturn.keys.backends import SOFTWARE
 from keyturn.keys.jwk import public_key_from_jwk, thumbprint, thumbprint_of_params
 from keyturn.keys.jwk import public_params as _public_params
 from keyturn.keys.sealing import MasterKey, Sealer
@@ -153,6 +155,12 @@ def _check_record(rec: KeyRecord, tenant: str, sealer: Sealer, *, importing: boo
 def export_ring(service: KeyService, tenant_name: str) -> dict[str, Any]:
     """The tenant's whole ring as an export document (private keys sealed, as stored)."""
     tenant, keys = service.store.tenant_keys(tenant_name)
+    if tenant.key_backend != SOFTWARE:
+        # Token keys never leave the token: a ring export would restore kids without keys.
+        raise KeyBackendUnsupportedError(
+            f"tenant {tenant.name!r} keeps its keys in a {tenant.key_backend.kind.value} token: they are"
+            " not exported; back the token up with its own tools"
+        )
     sealer = service.sealer
     master = sealer.keys[0]
     # A backup that cannot be restored is found now, not on the day it is needed.
@@ -197,6 +205,9 @@ def _record_from(d: Any) -> KeyRecord:
         raise ExportTamperedError("a key record has missing or unknown fields")
     try:
         blob = d["sealed_private"]
+        times: dict[str, float | None] = {
+            f: None if d[f] is None else float(d[f]) for f in _TIME_FIELDS
+        }
         rec = KeyRecord(
             kid=str(d["kid"]),
             alg=Alg(d["alg"]),
@@ -209,7 +220,7 @@ def _record_from(d: Any) -> KeyRecord:
             revocation_reason=None
             if d["revocation_reason"] is None
             else str(d["revocation_reason"]),
-            **{f: None if d[f] is None else float(d[f]) for f in _TIME_FIELDS},
+            **times,  # type: ignore[arg-type]  # exactly _TIME_FIELDS, all float | None
         )
     except (TypeError, ValueError) as exc:
         raise ExportTamperedError(f"a key record is malformed: {exc}") from None
