@@ -10,7 +10,8 @@ Tree::
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
     │   ├── KeyBackendUnsupportedError key_backend_unsupported (import into a token, alg)
-    │   └── TokenLifetimeError      token_lifetime_exceeded
+    │   ├── TokenLifetimeError      token_lifetime_exceeded
+    │   └── ExportTamperedError     export_tampered
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
@@ -124,6 +125,12 @@ class UnsupportedAlgorithmError(InvalidInputError):
     """An algorithm keyturn does not sign or verify with."""
 
     code = "alg_unsupported"
+
+
+class ExportTamperedError(InvalidInputError):
+    """A ring export failed its integrity check: changed, truncated, or not keyturn's."""
+
+    code = "export_tampered"
 
 
 class NotFoundError(KeyturnError):

@@ -19,6 +19,7 @@ from keyturn import errors as E
 from keyturn.cli import (
     apikey,
     audit,
+    backup,
     diagnose,
     drill,
     init,
@@ -60,6 +61,7 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     rotate_due.register,
     master_key.register,
     audit.register,
+    backup.register,
     serve.register,
     apikey.register,
     sessions.register,

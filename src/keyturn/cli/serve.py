@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keyturn import errors as E
 from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.env_options import apply_env_defaults
 from keyturn.cli.output import Out
 from keyturn.config import Settings
 from keyturn.durations import parse_duration
@@ -117,6 +118,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
         f"(default {DEFAULT_METRICS_TENANT_GAUGES}; 0: none)",
     )
     sp.set_defaults(fn=cmd_serve)
+    apply_env_defaults(sp, os.environ)  # KEYTURN_<OPTION>: containers configure by env
 
 
 def _options(args: argparse.Namespace) -> ServeOptions:

@@ -63,6 +63,9 @@ LOCK_TIMEOUT = 4.0
 MAX_AUDIT_ID = 2**31 - 1
 log = logging.getLogger("keyturn.store")
 NOTIFY_CHANNEL = "keyturn_keys"
+# Held (transaction-scoped) around the Alembic upgrade on PostgreSQL: when a fleet starts at once
+# on a fresh database, one replica migrates and the others wait, then find the schema at head.
+MIGRATION_LOCK = 424242
 FaultHook = Callable[[str], None]
 
 
@@ -625,7 +628,7 @@ class SqlStore:
                 if self.dialect == "postgresql":
                     # A migration may rewrite a large table: no statement timeout here.
                     conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
-                    conn.execute(select(func.pg_advisory_xact_lock(424242)))
+                    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
 
