@@ -139,10 +139,23 @@ async def test_import_a_pem_upload(
     r = await client.post(url, data={"csrf": csrf}, files={"file": ("big.pem", big)})
     assert r.status_code == 413
     before = set(ring_states(ready_service, acme))
+    # acme has a next key: importing as next over it is refused unless the box is ticked,
+    # and the page names the key that would be destroyed (issue #14).
+    (old_next,) = [k for k, s in ring_states(ready_service, acme).items() if s == KeyState.NEXT]
     r = await client.post(
         url, data={"csrf": csrf, "as": "next", "format": ""}, files={"file": ("k.pem", pem)}
     )
     assert r.status_code == 303
+    page = (await client.get("/admin/t/acme")).text
+    assert "Import refused" in page and old_next in page
+    assert set(ring_states(ready_service, acme)) == before
+    r = await client.post(
+        url,
+        data={"csrf": csrf, "as": "next", "format": "", "replace_next": "yes"},
+        files={"file": ("k.pem", pem)},
+    )
+    assert r.status_code == 303
+    assert ring_states(ready_service, acme)[old_next] == KeyState.RETIRED
     new = set(ring_states(ready_service, acme)) - before
     assert len(new) == 1
     kid = new.pop()
