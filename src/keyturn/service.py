@@ -549,6 +549,17 @@ class KeyService:
         if self.on_change is not None:
             self.on_change(name)
 
+    def warm_alg(self, name: str) -> Alg | None:
+        """The algorithm ``sign(name, ...)`` would use if it needs no store read right now
+        (prepared and trusted), else None. A read only: callers on an event loop use it to
+        sign inline when that is cheap and hop to a thread otherwise."""
+        cached = self._prepared.get(name)
+        if cached is None or cached.signer is None:
+            return None
+        if self.clock.monotonic() - self._checked.get(name, -math.inf) >= self.revalidate_after:
+            return None
+        return cached.signer.alg
+
     def prepared(self, name: str) -> _Prepared:
         """Prepared signer and key set for a tenant, rebuilt only when its keys change."""
         cached = self._prepared.get(name)

@@ -28,13 +28,15 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
+from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
+from keyturn.server.signfast import SignFastApp
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
-from keyturn.store.apikeys import ApiKeyStore
+from keyturn.store.apikeys import APIKEY_NOTIFY_PREFIX, ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
 
@@ -249,7 +251,9 @@ class KeyturnApp:
         watchers: Sequence[Watcher],
         scheduler: Scheduler | None,
         handle_signals: bool,
+        key_cache: ApiKeyCache | None = None,
     ) -> None:
+        self.key_cache = key_cache
         self.public = public
         self.api = api
         self.cache = cache
@@ -265,7 +269,16 @@ class KeyturnApp:
         await self.public(scope, receive, send)
 
     def notify(self, name: str | None) -> None:
-        """A tenant's keys changed, or (None) any may have: drop documents and prepared keys."""
+        """A tenant's keys changed, or (None) any may have: drop documents and prepared keys.
+
+        ``apikey:<key id>`` (the same channel): that API key changed; drop it from the cache.
+        """
+        if name is not None and name.startswith(APIKEY_NOTIFY_PREFIX):
+            if self.key_cache is not None:
+                self.key_cache.invalidate(name[len(APIKEY_NOTIFY_PREFIX) :])
+            return
+        if name is None and self.key_cache is not None:
+            self.key_cache.invalidate(None)
         self.service.invalidate(name)
         if name is None:
             self.cache.invalidate_all()
@@ -288,6 +301,8 @@ class KeyturnApp:
             await anyio.to_thread.run_sync(self.scheduler.stop)
         for w in self.watchers:
             await anyio.to_thread.run_sync(w.stop)
+        if self.key_cache is not None:
+            await anyio.to_thread.run_sync(self.key_cache.usage.close)
         self.started = False
 
     def _chain_signals(self) -> None:
@@ -327,6 +342,7 @@ def create_app(
     discovery_extra: DiscoveryExtra | None = None,
     metrics: Metrics | None = None,
     handle_signals: bool = False,
+    fast_sign: bool = True,
 ) -> KeyturnApp:
     """Build the keyturn HTTP application on an open service.
 
@@ -336,6 +352,8 @@ def create_app(
     ``discovery_extra``: discovery fields per tenant name (``"*"``: every tenant), e.g. the
     ``token_endpoint`` of the authorization server that signs through keyturn.
     Watchers and the scheduler start in the ASGI lifespan (or :meth:`KeyturnApp.startup`).
+    ``fast_sign``: serve the sign routes from :class:`SignFastApp` (False: FastAPI only, the
+    reference the fast path is tested against).
     """
     api_keys = api_keys or service.api_keys()
     cache = DocumentCache(
@@ -384,7 +402,11 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(api, metrics)
-    api.include_router(build_router(ApiContext(service, api_keys, settings, metrics)))
+    # The one sign step of every sign route (FastAPI's and the fast path's).
+    sign_step = service.sign
+    api.include_router(
+        build_router(ApiContext(service, api_keys, settings, metrics, sign=sign_step))
+    )
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -423,7 +445,14 @@ def create_app(
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
+    key_cache: ApiKeyCache | None = None
+    inner: ASGIApp = api
+    if fast_sign:
+        key_cache = ApiKeyCache(api_keys, service.clock, revalidate_after=service.revalidate_after)
+        inner = SignFastApp(
+            api, keys=key_cache, sign=sign_step, warm_alg=service.warm_alg, observer=metrics
+        )
+    fallback: ASGIApp = RequestId(BodyLimit(inner, max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
@@ -443,6 +472,7 @@ def create_app(
         watchers=watchers,
         scheduler=scheduler,
         handle_signals=handle_signals,
+        key_cache=key_cache,
     )
     holder["app"] = app
     return app
