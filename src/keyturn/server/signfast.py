@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import anyio.to_thread
@@ -119,7 +120,7 @@ class SignFastApp:
                 await self.fallback(scope, _replay(body, receive), send)
                 return
             principal.require(Right.SIGN, tenant)
-            out = await self._sign(tenant, items)
+            out = await self._sign(tenant, items, batch)
         except KeyturnError as exc:
             await self._problem(send, exc)
             return
@@ -183,14 +184,23 @@ class SignFastApp:
         item = parse_sign(parsed)
         return None if item is None else [item]
 
-    async def _sign(self, tenant: str, items: list[Item]) -> list[tuple[str, dict[str, Any]]]:
+    async def _sign(
+        self, tenant: str, items: list[Item], batch: bool
+    ) -> list[tuple[str, dict[str, Any]]]:
         alg = self.warm_alg(tenant)
-        if alg is not None and alg in self.inline_algs and len(items) <= INLINE_BATCH:
-            return sign_items(self.sign, tenant, items)
-        result: list[tuple[str, dict[str, Any]]] = await anyio.to_thread.run_sync(
-            sign_items, self.sign, tenant, items
-        )
-        return result
+        inline = alg is not None and alg in self.inline_algs and len(items) <= INLINE_BATCH
+        if batch:
+            if inline:
+                return sign_items(self.sign, tenant, items)
+            done: list[tuple[str, dict[str, Any]]] = await anyio.to_thread.run_sync(
+                sign_items, self.sign, tenant, items
+            )
+            return done
+        claims, ttl = items[0]
+        if inline:
+            return [self.sign(tenant, claims, ttl=ttl)]
+        one = await anyio.to_thread.run_sync(partial(self.sign, tenant, claims, ttl=ttl))
+        return [one]
 
     async def _problem(self, send: Send, exc: KeyturnError) -> None:
         if self.observer is not None and isinstance(exc, StoreUnavailableError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from keyturn.errors import KeyturnError
+from keyturn.errors import InvalidInputError
 from keyturn.ring.policy_contract import MAX_DURATION, MIN_DURATION
 
 MAX_BATCH = 100  # claim sets in one sign-batch request
@@ -34,7 +34,8 @@ class SignStep(Protocol):
 
 
 def sign_items(sign: SignStep, tenant: str, items: list[Item]) -> list[tuple[str, dict[str, Any]]]:
-    """Sign every item or none: the first failure names its index and nothing is returned.
+    """Sign every item or none: the first failure is raised and nothing is returned; an
+    item's own error (invalid input, lifetime) names its index, ``items[i]: ...``.
 
     The bodies were checked before the first signature (``parse_batch`` or the model); the
     checks that need the tenant (lifetime, ``iss``, ``nbf``) are the sign step's own, so a
@@ -44,7 +45,7 @@ def sign_items(sign: SignStep, tenant: str, items: list[Item]) -> list[tuple[str
     for i, (claims, ttl) in enumerate(items):
         try:
             out.append(sign(tenant, claims, ttl=ttl))
-        except KeyturnError as exc:
+        except InvalidInputError as exc:
             exc.detail = f"items[{i}]: {exc.detail}"
             raise
     return out
