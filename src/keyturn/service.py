@@ -560,6 +560,21 @@ class KeyService:
             return None
         return cached.signer.alg
 
+    def recheck(self, name: str) -> None:
+        """Re-check a prepared tenant's key_version now, ahead of ``revalidate_after`` (one
+        small read; a changed or unprepared tenant is prepared afresh). For a server that
+        keeps its signers warm off the request path; ``sign`` does not call it."""
+        cached = self._prepared.get(name)
+        if cached is not None:
+            checked = self.clock.monotonic()
+            if self.store.tenant(name).key_version == cached.key_version:
+                with self._lock:
+                    if self._prepared.get(name) is cached:  # not invalidated meanwhile
+                        self._checked[name] = checked
+                return
+            self.invalidate(name)
+        self.prepared(name)
+
     def prepared(self, name: str) -> _Prepared:
         """Prepared signer and key set for a tenant, rebuilt only when its keys change."""
         cached = self._prepared.get(name)

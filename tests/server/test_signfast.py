@@ -341,3 +341,59 @@ async def test_revoke_on_one_replica_refused_on_the_other_by_notify(
     finally:
         await b.shutdown()
         other_store.dispose()
+
+
+async def test_concurrent_requests_share_one_store_read(
+    ready_service: KeyService, settings: Any, admin: dict[str, str]
+) -> None:
+    """An entry gone stale is read once for every request that finds it so (32 connections
+    used to mean 32 reads of the same row each revalidation period)."""
+    ready_service.revalidate_after = 60.0
+    app = create_app(settings, ready_service, watchers=[])
+    assert app.key_cache is not None
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
+        assert (await c.post(SIGN, headers=admin, json={})).status_code == 200
+        app.key_cache.invalidate(None)
+        ready_service.invalidate("default")
+        reads: list[str] = []
+
+        def hook(stmt: str) -> None:
+            if stmt.lstrip().upper().startswith("SELECT"):
+                reads.append(stmt.split("FROM", 1)[1].split()[0])
+
+        ready_service.store.fault_hook = hook
+        try:
+            results: list[int] = []
+
+            async def one() -> None:
+                results.append((await c.post(SIGN, headers=admin, json={})).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+        finally:
+            ready_service.store.fault_hook = None
+    assert results == [200] * 20
+    assert reads.count("api_keys") == 1
+
+
+def test_recheck_renews_the_bound_or_picks_up_a_change(
+    ready_service: KeyService, sealer: Sealer
+) -> None:
+    ready_service.revalidate_after = 60.0  # the test's own pace cannot cross the bound
+    ready_service.prepared("default")
+    assert ready_service.warm_alg("default") == Alg.RS256
+    ready_service.clock.advance(61.0)  # type: ignore[attr-defined]
+    assert ready_service.warm_alg("default") is None  # past the bound
+    ready_service.recheck("default")
+    assert ready_service.warm_alg("default") == Alg.RS256
+    other_store = SqlStore(ready_service.store.url)
+    try:
+        other = KeyService(other_store, sealer, ready_service.clock)
+        other.rotate("default", actor="cli", reason="elsewhere")
+        new_kid = other.prepared("default").signer.kid  # type: ignore[union-attr]
+    finally:
+        other_store.dispose()
+    assert ready_service.prepared("default").signer.kid != new_kid  # type: ignore[union-attr]
+    ready_service.recheck("default")
+    assert ready_service.prepared("default").signer.kid == new_kid  # type: ignore[union-attr]

@@ -450,7 +450,13 @@ def create_app(
     if fast_sign:
         key_cache = ApiKeyCache(api_keys, service.clock, revalidate_after=service.revalidate_after)
         inner = SignFastApp(
-            api, keys=key_cache, sign=sign_step, warm_alg=service.warm_alg, observer=metrics
+            api,
+            keys=key_cache,
+            sign=sign_step,
+            warm_alg=service.warm_alg,
+            prepare=service.prepared,
+            recheck=service.recheck,
+            observer=metrics,
         )
     fallback: ASGIApp = RequestId(BodyLimit(inner, max_body))
     if metrics is not None:

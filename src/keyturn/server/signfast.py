@@ -19,6 +19,7 @@ own. Order as FastAPI's: authentication, then the body, then the right, then the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -86,15 +87,25 @@ class SignFastApp:
         keys: ApiKeyCache,
         sign: SignStep,
         warm_alg: Callable[[str], Alg | None],
+        prepare: Callable[[str], object],
+        recheck: Callable[[str], object] | None = None,
         observer: SignObserver | None = None,
-        inline_algs: frozenset[Alg] = INLINE_ALGS,
+        inline_algs: frozenset[Alg] | None = None,
     ) -> None:
         self.fallback = fallback
         self.keys = keys
         self.sign = sign
         self.warm_alg = warm_alg
+        self.prepare = prepare
+        self.recheck = recheck
+        # One store read at a time per key id or tenant: the requests that find an entry
+        # stale wait for the same read instead of each sending its own (32 connections would
+        # otherwise send 32 reads every revalidation period).
+        self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._kicked: dict[str, float] = {}
         self.observer = observer
-        self.inline_algs = inline_algs
+        # Read here, not at import: the bench measures RS256 inline by changing INLINE_ALGS.
+        self.inline_algs = INLINE_ALGS if inline_algs is None else inline_algs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hit = (
@@ -158,10 +169,15 @@ class SignFastApp:
         if parsed is None:
             raise AuthError(BAD_KEY)
         key_id, secret = parsed
-        entry: CachedKey | None = self.keys.peek(key_id)
+        keys = self.keys
+        entry: CachedKey | None = keys.peek(key_id)
         if entry is None:
-            entry = await anyio.to_thread.run_sync(self.keys.load, key_id)
-        key = self.keys.check(entry, secret)
+            entry = await self._once(("key", key_id), keys.load, key_id)
+        elif keys.clock.monotonic() - entry.checked > keys.revalidate_after / 2:
+            # Refresh ahead, off the request: the entry is re-read before it goes stale.
+            self._once(("key", key_id), keys.load, key_id)
+        assert entry is not None
+        key = keys.check(entry, secret)
         if key is None:
             raise AuthError(BAD_KEY)
         self.keys.usage.record(key_id)
@@ -188,6 +204,12 @@ class SignFastApp:
         self, tenant: str, items: list[Item], batch: bool
     ) -> list[tuple[str, dict[str, Any]]]:
         alg = self.warm_alg(tenant)
+        if alg is None:
+            # Not prepared, or due for its key_version re-check: one read for all waiters.
+            await self._once(("tenant", tenant), self.prepare, tenant)
+            alg = self.warm_alg(tenant)
+        else:
+            self._keep_warm(tenant)
         inline = alg is not None and alg in self.inline_algs and len(items) <= INLINE_BATCH
         if batch:
             if inline:
@@ -201,6 +223,36 @@ class SignFastApp:
             return [self.sign(tenant, claims, ttl=ttl)]
         one = await anyio.to_thread.run_sync(partial(self.sign, tenant, claims, ttl=ttl))
         return [one]
+
+    def _once(
+        self, key: tuple[str, str], fn: Callable[[str], Any], arg: str
+    ) -> asyncio.Future[Any]:
+        """``fn(arg)`` in a thread, shared by every caller until it is done."""
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(anyio.to_thread.run_sync(fn, arg))
+            self._inflight[key] = fut
+            fut.add_done_callback(partial(self._done, key))
+        return asyncio.shield(fut)
+
+    def _done(self, key: tuple[str, str], fut: asyncio.Future[Any]) -> None:
+        self._inflight.pop(key, None)
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a refresh-ahead nobody awaited must not warn
+
+    def _keep_warm(self, tenant: str) -> None:
+        """Re-check the tenant's signer ahead of its revalidation bound, off the request."""
+        if self.recheck is None:
+            return
+        now = asyncio.get_running_loop().time()
+        last = self._kicked.get(tenant)
+        if last is None:  # first sight (just prepared, or after a restart): the clock starts
+            self._kicked[tenant] = now
+        elif now - last >= self.keys.revalidate_after / 2:
+            self._kicked[tenant] = now
+            if len(self._kicked) > 10_000:
+                self._kicked.clear()
+            self._once(("tenant", tenant), self.recheck, tenant)
 
     async def _problem(self, send: Send, exc: KeyturnError) -> None:
         if self.observer is not None and isinstance(exc, StoreUnavailableError):

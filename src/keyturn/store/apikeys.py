@@ -89,6 +89,9 @@ def _row(r: Any) -> ApiKey:
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def hash_secret(secret: str) -> str:
     """The stored form of a secret (hex SHA-256), for in-memory compares."""
     return _hash(secret)
@@ -106,7 +109,7 @@ def parse_token(token: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
     key_id, secret = parts[1], parts[2]
-    if len(key_id) != 2 * KEY_ID_BYTES or not all(c in "0123456789abcdef" for c in key_id):
+    if len(key_id) != 2 * KEY_ID_BYTES or not _HEX.issuperset(key_id):
         return None
     if not 20 <= len(secret) <= 100:
         return None
