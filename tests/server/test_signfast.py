@@ -248,7 +248,7 @@ async def test_last_used_recorded_off_the_request_path(
     assert threads == ["keyturn-apikey-usage"]  # one write, in the usage thread
 
 
-async def test_es256_and_eddsa_signed_on_the_loop_rs256_in_a_thread(
+async def test_signed_on_the_loop_without_a_thread_hop_large_batches_in_a_thread(
     ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     for name, alg in (("es", Alg.ES256), ("ed", Alg.EdDSA)):
@@ -270,9 +270,17 @@ async def test_es256_and_eddsa_signed_on_the_loop_rs256_in_a_thread(
             for _ in range(3):
                 r = await c.post(f"{API}/tenants/{tenant}/tokens/sign", headers=admin, json={})
                 assert r.status_code == 200
-    # The first request of each tenant prepares the signer (a store read) in a thread.
-    assert where["es"][1:] == where["ed"][1:] == [loop_thread] * 2
-    assert loop_thread not in where["default"]
+        for tenant in ("es", "default"):
+            where.pop(tenant)
+            r = await c.post(
+                f"{API}/tenants/{tenant}/tokens/sign-batch",
+                headers=admin,
+                json={"items": [{}] * 17},
+            )
+            assert r.status_code == 200
+            assert len(where[tenant]) == 17 and loop_thread not in where[tenant]
+    # Every request signs on the loop (the signer is prepared before, in a thread, when due).
+    assert where["ed"] == [loop_thread] * 3
 
 
 async def test_batch_all_or_nothing_and_counted_per_token(

@@ -33,7 +33,7 @@ from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
-from keyturn.server.signfast import SignFastApp
+from keyturn.server.signfast import SignFastApp, SignRoutes
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
 from keyturn.store.apikeys import APIKEY_NOTIFY_PREFIX, ApiKeyStore
@@ -252,8 +252,10 @@ class KeyturnApp:
         scheduler: Scheduler | None,
         handle_signals: bool,
         key_cache: ApiKeyCache | None = None,
+        front: ASGIApp | None = None,
     ) -> None:
         self.key_cache = key_cache
+        self.front: ASGIApp = front or public  # what a request enters first
         self.public = public
         self.api = api
         self.cache = cache
@@ -266,7 +268,7 @@ class KeyturnApp:
         self._old_handlers: dict[int, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.public(scope, receive, send)
+        await self.front(scope, receive, send)
 
     def notify(self, name: str | None) -> None:
         """A tenant's keys changed, or (None) any may have: drop documents and prepared keys.
@@ -445,20 +447,7 @@ def create_app(
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    key_cache: ApiKeyCache | None = None
-    inner: ASGIApp = api
-    if fast_sign:
-        key_cache = ApiKeyCache(api_keys, service.clock, revalidate_after=service.revalidate_after)
-        inner = SignFastApp(
-            api,
-            keys=key_cache,
-            sign=sign_step,
-            warm_alg=service.warm_alg,
-            prepare=service.prepared,
-            recheck=service.recheck,
-            observer=metrics,
-        )
-    fallback: ASGIApp = RequestId(BodyLimit(inner, max_body))
+    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
@@ -469,6 +458,22 @@ def create_app(
         default_tenant=settings.default_tenant,
         observer=metrics,
     )
+    key_cache: ApiKeyCache | None = None
+    front: ASGIApp | None = None
+    if fast_sign:
+        # The sign routes first, before the public paths are even looked at; the same request
+        # id and body limit as the API, and FastAPI behind for every case it does not take.
+        key_cache = ApiKeyCache(api_keys, service.clock, revalidate_after=service.revalidate_after)
+        fast = SignFastApp(
+            api,
+            keys=key_cache,
+            sign=sign_step,
+            warm_alg=service.warm_alg,
+            prepare=service.prepared,
+            recheck=service.recheck,
+            observer=metrics,
+        )
+        front = SignRoutes(RequestId(BodyLimit(fast, max_body)), public)
     app = KeyturnApp(
         public=public,
         api=api,
@@ -479,6 +484,7 @@ def create_app(
         scheduler=scheduler,
         handle_signals=handle_signals,
         key_cache=key_cache,
+        front=front,
     )
     holder["app"] = app
     return app

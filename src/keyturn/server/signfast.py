@@ -42,8 +42,11 @@ log = logging.getLogger("keyturn.server")
 
 PREFIX = "/api/v1/tenants/"
 _TENANT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# Signed on the loop: a thread-pool hop (~50-100 µs here) costs more than the signature.
-INLINE_ALGS = frozenset({Alg.ES256, Alg.EdDSA})
+# Signed on the event loop. A thread-pool hop costs ~50-100 µs here, more than an ES256 or
+# EdDSA signature; for RS256 (~280 µs) it was measured (scripts/bench sign-api, one worker on
+# one core): 0.60 of the floor with the hop, 0.86 inline. The hop frees the loop only for
+# the GIL-released part of the signature, which the pinned core cannot run in parallel.
+INLINE_ALGS = frozenset(Alg)
 INLINE_BATCH = 16  # a larger batch goes to a thread even for a cheap algorithm
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -75,6 +78,24 @@ def match(path: str) -> tuple[str, bool] | None:
 def _json_media(value: bytes) -> bool:
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json"
+
+
+class SignRoutes:
+    """ASGI: ``POST`` to a sign path goes to ``sign``, everything else to ``other``."""
+
+    def __init__(self, sign: ASGIApp, other: ASGIApp) -> None:
+        self.sign = sign
+        self.other = other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and match(scope["path"]) is not None
+        ):
+            await self.sign(scope, receive, send)
+        else:
+            await self.other(scope, receive, send)
 
 
 class SignFastApp:
@@ -175,7 +196,7 @@ class SignFastApp:
             entry = await self._once(("key", key_id), keys.load, key_id)
         elif keys.clock.monotonic() - entry.checked > keys.revalidate_after / 2:
             # Refresh ahead, off the request: the entry is re-read before it goes stale.
-            self._once(("key", key_id), keys.load, key_id)
+            self._start(("key", key_id), keys.load, key_id)
         assert entry is not None
         key = keys.check(entry, secret)
         if key is None:
@@ -224,16 +245,23 @@ class SignFastApp:
         one = await anyio.to_thread.run_sync(partial(self.sign, tenant, claims, ttl=ttl))
         return [one]
 
-    def _once(
+    def _start(
         self, key: tuple[str, str], fn: Callable[[str], Any], arg: str
     ) -> asyncio.Future[Any]:
-        """``fn(arg)`` in a thread, shared by every caller until it is done."""
+        """``fn(arg)`` in a thread, unless the same read is already under way."""
         fut = self._inflight.get(key)
         if fut is None:
             fut = asyncio.ensure_future(anyio.to_thread.run_sync(fn, arg))
             self._inflight[key] = fut
             fut.add_done_callback(partial(self._done, key))
-        return asyncio.shield(fut)
+        return fut
+
+    def _once(
+        self, key: tuple[str, str], fn: Callable[[str], Any], arg: str
+    ) -> asyncio.Future[Any]:
+        """``fn(arg)`` in a thread, awaited by every caller until it is done (a cancelled
+        waiter does not cancel the read the others wait for)."""
+        return asyncio.shield(self._start(key, fn, arg))
 
     def _done(self, key: tuple[str, str], fut: asyncio.Future[Any]) -> None:
         self._inflight.pop(key, None)
@@ -252,7 +280,7 @@ class SignFastApp:
             self._kicked[tenant] = now
             if len(self._kicked) > 10_000:
                 self._kicked.clear()
-            self._once(("tenant", tenant), self.recheck, tenant)
+            self._start(("tenant", tenant), self.recheck, tenant)
 
     async def _problem(self, send: Send, exc: KeyturnError) -> None:
         if self.observer is not None and isinstance(exc, StoreUnavailableError):
