@@ -405,3 +405,29 @@ def test_recheck_renews_the_bound_or_picks_up_a_change(
     assert ready_service.prepared("default").signer.kid != new_kid  # type: ignore[union-attr]
     ready_service.recheck("default")
     assert ready_service.prepared("default").signer.kid == new_kid  # type: ignore[union-attr]
+
+
+async def test_store_down_same_503_and_store_error_count(
+    ready_service: KeyService, settings: Any, admin: dict[str, str]
+) -> None:
+    from keyturn.errors import StoreUnavailableError
+
+    def down(_stmt: str) -> None:
+        raise StoreUnavailableError("test: database down")
+
+    answers = []
+    for fast_sign in (True, False):
+        metrics = ServerMetrics(ready_service)
+        app = create_app(settings, ready_service, watchers=[], metrics=metrics, fast_sign=fast_sign)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as c:
+            ready_service.store.fault_hook = down
+            try:
+                r = await c.post(SIGN, headers=admin, json={})
+            finally:
+                ready_service.store.fault_hook = None
+            text = (await c.get("/metrics")).text
+        answers.append((r.status_code, r.json()))
+        assert 'keyturn_store_errors_total{operation="write"} 1.0' in text
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 503 and answers[0][1]["code"] == "store_unavailable"
