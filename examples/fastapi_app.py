@@ -21,6 +21,9 @@ Claims = Annotated[dict[str, Any], Depends(claims_dependency())]
 def create_app(verifier: AsyncVerifier | None = None) -> FastAPI:
     """The app; pass a verifier to test it, otherwise one is built from the environment."""
     if verifier is None:
+        # Revocation is on by default: the feed keyturn's discovery advertises is polled every
+        # 10 s, and a revocation fetches the new keys at once. For pushes within a second, add
+        # revocations=RevocationFeed() (the stream); revocations=None turns it off.
         verifier = AsyncVerifier(
             issuer=os.environ.get("KEYTURN_ISSUER", "http://127.0.0.1:8080"),
             algorithms=["ES256", "RS256", "EdDSA"],

@@ -17,6 +17,9 @@ from keyturn.verifier.wsgi import BearerAuthMiddleware, get_claims
 def create_app(verifier: Verifier | None = None) -> Flask:
     """The app; pass a verifier to test it, otherwise one is built from the environment."""
     if verifier is None:
+        # Revocation is on by default: the feed keyturn's discovery advertises is polled every
+        # 10 s, and a revocation fetches the new keys at once. For pushes within a second, add
+        # revocations=RevocationFeed() (the stream); revocations=None turns it off.
         verifier = Verifier(
             issuer=os.environ.get("KEYTURN_ISSUER", "http://127.0.0.1:8080"),
             algorithms=["ES256", "RS256", "EdDSA"],

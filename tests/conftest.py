@@ -4,6 +4,9 @@ PostgreSQL: the tests create one uniquely named database per run (dropped at the
 schema per test inside it. The server is found at ``KEYTURN_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``). Without it the PostgreSQL cases skip, except in
 CI (``CI=true``), where a missing database is a failure, not a skip.
+
+Optional tools (promtool, schemathesis, browsers, ...): ``tests.tools.require_tool(name, hint)``
+skips locally with the hint and fails under ``CI=true``; ``skip_or_fail`` for anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 
 from keyturn.clock import FakeClock
 from keyturn.keys.sealing import MasterKey, Sealer
+from tests.tools import skip_or_fail
 
 PG_ADMIN_URL = os.environ.get(
     "KEYTURN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -42,10 +46,7 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        msg = ENABLE_HINT.format(url=PG_ADMIN_URL, err=str(exc).splitlines()[0])
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI needs PostgreSQL: " + msg)
-        pytest.skip(msg)
+        skip_or_fail(ENABLE_HINT.format(url=PG_ADMIN_URL, err=str(exc).splitlines()[0]))
     name = f"keyturn_test_{os.getpid()}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -32,7 +32,12 @@ def open_service(
     sealer = Sealer(settings.master_keys(create=create))
     store = SqlStore(settings.database_url, fault_hook=_test_fault_hook())
     store.migrate()
-    return KeyService(store, sealer, clock)
+    service = KeyService(store, sealer, clock)
+    if not settings.master_key_env:
+        # The key file may gain a key while we run (`keyturn master-key rotate`): the service
+        # reads it again when it meets a blob sealed under a key it has not loaded.
+        service.reload_sealer = lambda: Sealer(settings.master_keys())
+    return service
 
 
 def ensure_default_tenant(service: KeyService, settings: Settings, *, actor: str) -> bool:

@@ -17,7 +17,8 @@ Tree::
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
-    │   └── InvalidTransitionError  invalid_transition
+    │   ├── InvalidTransitionError  invalid_transition
+    │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── CacheBusyError              cache_busy
@@ -40,7 +41,9 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
+            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
             └── FeedError           revocation_feed_failed
+                └── FeedTooLargeError  revocation_feed_too_large
 
 ``action`` tells a verifying caller what to do: ``try_refresh`` (get a new token; the key is
 gone or unknown), ``refresh`` (the token expired), ``retry`` (our side failed, not the token),
@@ -144,6 +147,17 @@ class InvalidTransitionError(ConflictError):
     """The key is not in a state that allows the requested transition."""
 
     code = "invalid_transition"
+
+
+class KeyCapError(ConflictError):
+    """A change would publish more keys than verifiers accept; ``published`` and ``cap`` say."""
+
+    code = "key_cap_reached"
+
+    def __init__(self, detail: str, *, published: int, cap: int) -> None:
+        super().__init__(detail, published=published, cap=cap)
+        self.published = published
+        self.cap = cap
 
 
 class UnsafePolicyError(KeyturnError):
@@ -266,7 +280,22 @@ class DiscoveryError(JWKSUnavailableError):
     code = "discovery_failed"
 
 
+class ResponseTooLargeError(JWKSUnavailableError):
+    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+
+
 class FeedError(JWKSUnavailableError):
     """The revocation feed could not be read (the verifier keeps working; it reconnects)."""
 
     code = "revocation_feed_failed"
+
+
+class FeedTooLargeError(FeedError):
+    """A feed event or document is over the size cap: revocations would stop arriving.
+
+    Never silent: logged at error level, counted (``feed_too_large``) and reported through
+    ``on_event``, because a verifier that quietly stops hearing revocations keeps accepting
+    tokens of a revoked key.
+    """
+
+    code = "revocation_feed_too_large"

@@ -13,6 +13,7 @@ is the faces' only way to the data: besides the operations it has the reads they
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from keyturn.errors import (
     ConcurrentChangeError,
     InvalidInputError,
     InvalidTransitionError,
+    KeyCapError,
     KeyNotFoundError,
+    MasterKeyError,
     TokenLifetimeError,
 )
 from keyturn.keys.algorithms import Alg, PrivateKey, check_key_for_alg
@@ -40,7 +43,7 @@ from keyturn.ring.policy_contract import PolicyChange
 from keyturn.ring.records import AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
 from keyturn.store.interface import KeyStore, StoreTx
-from keyturn.tokens.keyset import KeySet
+from keyturn.tokens.keyset import MAX_JWKS_KEYS, KeySet
 from keyturn.tokens.signer import TokenSigner, issue_claims
 from keyturn.tokens.verify import verify_token
 
@@ -48,6 +51,9 @@ if TYPE_CHECKING:
     from keyturn.store.apikeys import ApiKeyStore
 
 MAX_CLAIMS_BYTES = 8 * 1024
+log = logging.getLogger("keyturn.service")
+
+RELOAD_SEALER_EVERY = 1.0  # seconds between master-key reloads prompted by an unknown id
 DEFAULT_REVALIDATE_AFTER = 0.25  # seconds a prepared signer is trusted without a re-check
 MAX_REASON_LENGTH = 500
 RESERVED_CLAIMS = frozenset({"iat"})
@@ -93,6 +99,29 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
+def _check_key_cap(ring: Ring, added: int, what: str) -> None:
+    """Refuse a manual change that would publish more keys than verifiers accept.
+
+    Past ``MAX_JWKS_KEYS`` every verifier (keyturn's and most others) refuses the whole set, so
+    nothing verifies until old keys retire, hours later. More keys is never the way out of a
+    full ring: revoking the keys no longer needed is.
+    """
+    published = len(ring.published)
+    if published + added <= MAX_JWKS_KEYS:
+        return
+    previous = [k for k in ring.published if k.state == KeyState.PREVIOUS]
+    first = min((k.retire_after or 0.0 for k in previous), default=None)
+    when = f"; the first previous key retires at {first:.0f} (unix time)" if first else ""
+    raise KeyCapError(
+        f"refused: {what} would publish {published + added} keys in tenant {ring.tenant}'s "
+        f"JWKS, more than the cap of {MAX_JWKS_KEYS} verifiers accept ({published} published, "
+        f"{len(previous)} of them previous keys{when}). Revoke keys that no longer need to "
+        "verify (`keyturn key revoke KID`) instead of adding more.",
+        published=published,
+        cap=MAX_JWKS_KEYS,
+    )
+
+
 class KeyService:
     """Every key-ring operation of keyturn, on one store, sealer and clock."""
 
@@ -118,6 +147,15 @@ class KeyService:
         # that time without a database round trip per token; a watcher (LISTEN/NOTIFY or
         # polling) calling ``invalidate`` makes it sooner.
         self.revalidate_after = revalidate_after
+        # Called by ``sign`` with (tenant, key_version, kid) before a token leaves: a server
+        # brings its served JWKS up to that version there, so it never hands out a token whose
+        # kid its own JWKS lacks (its watcher may not have seen the change yet).
+        self.before_sign: Callable[[str, int, str], None] | None = None
+        # Reads the master keys again (the key file): a running server meets a blob sealed
+        # under a master key it has not loaded after `keyturn master-key rotate` on this or
+        # another machine. Rate-limited, so a truly missing key costs one read per interval.
+        self.reload_sealer: Callable[[], Sealer] | None = None
+        self._sealer_reloaded_at = -math.inf
 
     # --- key material --------------------------------------------------------------------
     def _record(
@@ -378,6 +416,7 @@ class KeyService:
                 )
             if (t.policy.alg, t.policy.rsa_bits) != (tenant.policy.alg, tenant.policy.rsa_bits):
                 raise ConcurrentChangeError("the policy changed meanwhile; try again")
+            _check_key_cap(ring, 1, "rotating now")
             return ring.rotate(now, new_next)
 
         return self._transition(name, actor, reason, fn)
@@ -440,6 +479,8 @@ class KeyService:
         )
 
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
+            if as_state != KeyState.NEXT:  # an imported next replaces the next key
+                _check_key_cap(ring, 1, f"importing a key as {as_state.value}")
             return ring.place_imported(now, rec, as_state, None)
 
         return self._transition(name, actor, None, fn)
@@ -549,16 +590,22 @@ class KeyService:
         if self.on_change is not None:
             self.on_change(name)
 
-    def warm_alg(self, name: str) -> Alg | None:
-        """The algorithm ``sign(name, ...)`` would use if it needs no store read right now
-        (prepared and trusted), else None. A read only: callers on an event loop use it to
-        sign inline when that is cheap and hop to a thread otherwise."""
+    def warm_signer(self, name: str) -> tuple[Alg, int, str] | None:
+        """(alg, key_version, kid) of the signer ``sign(name, ...)`` would use if preparing it
+        needs no store read right now (prepared and trusted), else None. A read only: callers
+        on an event loop sign inline when this (and ``before_sign``'s own check) says no read
+        is due, and in a thread otherwise."""
         cached = self._prepared.get(name)
         if cached is None or cached.signer is None:
             return None
         if self.clock.monotonic() - self._checked.get(name, -math.inf) >= self.revalidate_after:
             return None
-        return cached.signer.alg
+        return cached.signer.alg, cached.key_version, cached.signer.kid
+
+    def warm_alg(self, name: str) -> Alg | None:
+        """The algorithm of :meth:`warm_signer`, or None."""
+        warm = self.warm_signer(name)
+        return None if warm is None else warm[0]
 
     def recheck(self, name: str) -> None:
         """Re-check a prepared tenant's key_version now, ahead of ``revalidate_after`` (one
@@ -575,6 +622,36 @@ class KeyService:
             self.invalidate(name)
         self.prepared(name)
 
+    def _open(self, blob: bytes, master_key_id: str, name: str, kid: str) -> PrivateKey:
+        """Unseal, reloading the master keys once if the blob names one not loaded yet."""
+        if master_key_id not in self.sealer.ids and self.reload_sealer is not None:
+            self.refresh_sealer()
+        return self.sealer.open(blob, master_key_id, name, kid)
+
+    def refresh_sealer(self, *, min_interval: float = RELOAD_SEALER_EVERY) -> bool:
+        """Read the master keys again (at most every ``min_interval`` s); True if they changed.
+
+        A failed read (file unreadable, mangled) keeps the keys held: signing goes on with them.
+        """
+        reload = self.reload_sealer
+        now = self.clock.monotonic()
+        if reload is None or now - self._sealer_reloaded_at < min_interval:
+            return False
+        self._sealer_reloaded_at = now
+        try:
+            fresh = reload()
+        except MasterKeyError as exc:
+            log.warning("master keys not reloaded: %s", exc.detail)
+            return False
+        if fresh.ids == self.sealer.ids and fresh.active_id == self.sealer.active_id:
+            return False
+        # Keys held but gone from the file are kept: blobs may still be sealed under them
+        # (another machine's file, an edit in progress), and signing must go on with them.
+        kept = [k for k in self.sealer.keys if k.id not in fresh.ids]
+        log.info("master keys reloaded: active %s", fresh.active_id)
+        self.sealer = Sealer([*fresh.keys, *kept])
+        return True
+
     def prepared(self, name: str) -> _Prepared:
         """Prepared signer and key set for a tenant, rebuilt only when its keys change."""
         cached = self._prepared.get(name)
@@ -590,14 +667,15 @@ class KeyService:
         cur = ring.current
         signer = None
         if cur is not None and cur.sealed_private is not None and cur.master_key_id is not None:
-            priv = self.sealer.open(cur.sealed_private, cur.master_key_id, name, cur.kid)
+            priv = self._open(cur.sealed_private, cur.master_key_id, name, cur.kid)
             signer = TokenSigner(priv, cur.alg, cur.kid)
         doc = jwks_document(ring)
         prepared = _Prepared(
             key_version=tenant.key_version,
             tenant=tenant,
             signer=signer,
-            keyset=KeySet.from_jwks(doc),
+            # The ring's own keys, however many: signing never fails because of JWKS size.
+            keyset=KeySet.from_jwks(doc, max_keys=None),
             revoked=frozenset(k.kid for k in ring.keys if k.state == KeyState.REVOKED),
             algs=frozenset(k.alg for k in ring.published),
         )
@@ -605,6 +683,31 @@ class KeyService:
             self._prepared[name] = prepared
             self._checked[name] = checked
         return prepared
+
+    def _prepared_for_signing(self, name: str) -> _Prepared:
+        """The prepared signer, once ``before_sign`` has seen its kid published.
+
+        A prepared signer at most ``revalidate_after`` old may hold a key revoked meanwhile;
+        the barrier then refuses it and the ring is read again, once.
+        """
+        for attempt in (1, 2):
+            p = self.prepared(name)
+            if p.signer is None:
+                raise InvalidTransitionError(
+                    f"tenant {name} has no current key with private material"
+                )
+            barrier = self.before_sign
+            if barrier is None:
+                return p
+            try:
+                barrier(name, p.key_version, p.signer.kid)
+            except ConcurrentChangeError:
+                if attempt == 2:
+                    raise
+                self.invalidate(name)
+                continue
+            return p
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def sign(
         self, name: str, claims: dict[str, Any], *, ttl: float | None = None
@@ -614,9 +717,8 @@ class KeyService:
             raise InvalidInputError("claims must be a JSON object")
         if len(orjson.dumps(claims)) > MAX_CLAIMS_BYTES:
             raise InvalidInputError(f"claims larger than {MAX_CLAIMS_BYTES} bytes")
-        p = self.prepared(name)
-        if p.signer is None:
-            raise InvalidTransitionError(f"tenant {name} has no current key with private material")
+        p = self._prepared_for_signing(name)
+        assert p.signer is not None
         policy = p.tenant.policy
         bad = RESERVED_CLAIMS & claims.keys()
         if bad:

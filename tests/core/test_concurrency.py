@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 KEYTURN = [sys.executable, "-m", "keyturn.cli"]
 
 
@@ -42,7 +44,7 @@ def test_two_processes_rotating_at_once_rotate_once(tmp_path: Path, db_url: str)
     current = next(k["kid"] for k in keys if k["state"] == "current")
     procs = [
         subprocess.Popen(
-            [*KEYTURN, "key", "rotate", "--tenant", "acme", "--if-current", current],
+            [*KEYTURN, "key", "rotate", "--tenant", "acme", f"--if-current={current}"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -78,7 +80,10 @@ def test_concurrent_sweeps_rotate_a_due_tenant_once(tmp_path: Path, db_url: str)
         "0s",
     )
     assert res.returncode == 0, res.stderr
-    time.sleep(2.2)
+    # Due once the 2 s period has passed: wait for that moment in the ring itself.
+    created = json.loads(kt(env, "key", "list", "--tenant", "acme", "--json").stdout)
+    activated = max(float(k["activated_at"]) for k in created if k["state"] == "current")
+    wait_until(lambda: time.time() >= activated + 2.0, bound=10, what="the rotation to be due")
     procs = [
         subprocess.Popen(
             [*KEYTURN, "rotate-due"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tools import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 PROMTOOL_HINT = (
-    "promtool not found: run scripts/install-test-deps (apt-get install prometheus) to check "
+    "run scripts/install-test-deps (apt-get install prometheus) to check "
     "the alert rules with promtool; the structural checks still ran"
 )
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -110,10 +111,7 @@ def test_runbook_anchors_exist() -> None:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip(PROMTOOL_HINT)
-    return path
+    return require_tool("promtool", PROMTOOL_HINT)
 
 
 def test_promtool_check_rules(promtool: str) -> None:

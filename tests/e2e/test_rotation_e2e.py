@@ -237,8 +237,14 @@ def test_continuous_issuance_through_scheduled_rotations_rejects_no_valid_token(
         for t in (*issuers, checker):
             t.start()
         try:
-            # Four signing kids = three rotations seen by the tokens themselves.
-            wait_for(lambda: len(kids) >= 4 or errors, 30.0, "three rotations", tick=0.1)
+            # Four signing kids = three rotations seen by the tokens themselves; and enough
+            # tokens to mean something, however slow the machine (or coverage) makes issuing.
+            wait_for(
+                lambda: (len(kids) >= 4 and counts["fresh"] >= 200) or errors,
+                90.0,
+                "three rotations and 200 tokens",
+                tick=0.1,
+            )
         finally:
             stop.set()
             for t in issuers:
@@ -254,11 +260,17 @@ def test_continuous_issuance_through_scheduled_rotations_rejects_no_valid_token(
     assert not errors, errors
     assert rejected == [], f"{len(rejected)} valid tokens rejected, e.g. {rejected[:5]}"
     assert counts["fresh"] >= 200, f"only {counts['fresh']} tokens in {elapsed:.1f}s"
-    assert counts["late"] >= counts["fresh"] * 0.9
+    # Nearly every token was checked again late; those the checker reached too late on a
+    # loaded machine are no verdict (late_missed), but most must be real verdicts.
+    assert counts["late"] + counts["late_missed"] >= counts["fresh"] * 0.9
+    assert counts["late"] >= counts["fresh"] * 0.5
     assert counts["late_after_rotation"] >= 20
     assert len(kids) >= 4
     assert metrics.unknown_kids == 0
-    assert metrics.outcomes == {"ok": counts["fresh"] + counts["late"]}
+    # Tokens the late checker reached only after exp + leeway (a loaded machine) are refused
+    # as expired, and counted so: every other outcome is a success.
+    missed = {"expired": counts["late_missed"]} if counts["late_missed"] else {}
+    assert metrics.outcomes == {"ok": counts["fresh"] + counts["late"], **missed}
     # max-age honoured: each fetch is trusted 1 s, so the set was refetched (or revalidated
     # with a 304) about every 0.7 s rather than once.
     assert status.expires_at is not None and status.fetched_at is not None
@@ -267,7 +279,11 @@ def test_continuous_issuance_through_scheduled_rotations_rejects_no_valid_token(
     # The rotations were the scheduler's, and the tokens saw them in the same order.
     rotations = [e for e in stack.audit("fast", "key.rotated") if e["actor"] == "scheduler"]
     assert len(rotations) >= 3
-    assert [e["kid"] for e in rotations][: len(kids) - 1] == kids[1:]
+    # (On a slow start the scheduler may have rotated before the first token: then the
+    # tokens' first kid is itself the key of a rotation, and the chain continues from it.)
+    chain = [e["kid"] for e in rotations]
+    start = chain.index(kids[0]) + 1 if kids[0] in chain else 0
+    assert chain[start : start + len(kids) - 1] == kids[1:]
 
 
 def _throwaway_es256_pem() -> str:
@@ -398,7 +414,7 @@ def test_jwks_outage_serves_stale_within_limit_then_fails_clearly_then_recovers(
             assert status.stale_until - status.expires_at == pytest.approx(stale_if_error)
 
             # Fresh tokens keep coming from the server (it is up; only its public side is cut).
-            stale_ok = 0
+            stale_ok, last_stale_ok = 0, 0.0
             while True:
                 token = stack.sign("outage")
                 now = time.time()
@@ -410,8 +426,12 @@ def test_jwks_outage_serves_stale_within_limit_then_fails_clearly_then_recovers(
                 assert now < status.stale_until + 0.5, "verified past the stale-if-error limit"
                 if now > status.expires_at:
                     stale_ok += 1
+                    last_stale_ok = now
                 time.sleep(0.05)
-            assert stale_ok >= 20, "the stale set was not used through the outage"
+            # Used through the outage: many times, and until shortly before the limit (the
+            # number of rounds depends on the machine's speed, the window is 3 s).
+            assert stale_ok >= 5, "the stale set was not used through the outage"
+            assert last_stale_ok >= status.stale_until - 1.0, "stale set dropped early"
             assert stale_calls, "on_stale was not called"
             stale_until = status.stale_until
             assert failed_at >= stale_until  # not one moment before the limit

@@ -10,17 +10,22 @@
 from __future__ import annotations
 
 import itertools
-import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from keyturn.store.notify import libpq_url
+from keyturn.store.sql import NOTIFY_CHANNEL
 from tests.conftest import _pg_schema_url
 from tests.replicas.harness import PgCluster, Replica, base_env, cli
+from tests.tools import skip_or_fail
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -70,6 +75,36 @@ def assert_consistent(keys: list[dict[str, object]]) -> None:
             assert k["has_private_key"] is False
 
 
+def listeners(db_url: str, since: float) -> int:
+    """Connections to this test's database that are LISTENing (idle after their LISTEN)."""
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query = %s AND backend_start >= to_timestamp(%s)",
+            (f"LISTEN {NOTIFY_CHANNEL}", since),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def scheduler_runs(replica: Replica, result: str = "success") -> float:
+    """``keyturn_scheduler_runs_total{result=...}`` of one replica (its sweeps so far)."""
+    text = httpx.get(f"{replica.url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "keyturn_scheduler_runs_total" and sample.labels == {
+                "result": result
+            }:
+                return sample.value
+    return 0.0
+
+
+def rotations(env: dict[str, str], tenant: str) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = cli(
+        env, "audit", "list", "--tenant", tenant, "--event", "key.rotated", "--limit", "1000"
+    )
+    return found
+
+
 def jwks_kids(url: str, tenant: str) -> set[str]:
     r = httpx.get(f"{url}/t/{tenant}/.well-known/jwks.json", timeout=5)
     r.raise_for_status()
@@ -82,25 +117,29 @@ def test_due_rotation_happens_exactly_once_across_three_replicas(
     cli(env, "tenant", "create", "fast", "--alg", "EdDSA", *FAST)
     for i in range(3):
         replicas.append(Replica.start(f"r{i}", env, tmp_path, "--scheduler-interval", "0.2s"))
-    time.sleep(9)
+    # Every replica sweeps (each at least 5 times), and at least 4 periods have been rotated.
+    wait_until(
+        lambda: all(scheduler_runs(r) >= 5 for r in replicas) and len(rotations(env, "fast")) >= 4,
+        bound=60,
+        what="4 rotations with 3 replicas sweeping",
+    )
     for r in replicas:
         r.stop()
-    rotations = cli(
-        env, "audit", "list", "--tenant", "fast", "--event", "key.rotated", "--limit", "1000"
-    )
-    times = sorted(float(r["at"]) for r in rotations)
-    assert len(times) >= 3, times
+    found = rotations(env, "fast")
+    times = sorted(float(r["at"]) for r in found)
+    assert len(times) >= 4, times
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # Two replicas rotating the same period would leave a gap near zero.
     assert min(gaps) >= 1.9, gaps
-    assert {r["actor"] for r in rotations} == {"scheduler"}
+    assert {r["actor"] for r in found} == {"scheduler"}
     assert_consistent(ring(env, "fast"))
     assert cli(env, "audit", "verify")["intact"] is True
 
 
 def test_a_change_through_one_replica_is_served_by_all_within_a_second(
-    env: dict[str, str], tmp_path: Path, replicas: list[Replica]
+    env: dict[str, str], tmp_path: Path, replicas: list[Replica], pg_url: str
 ) -> None:
+    started = time.time() - 1  # pg_stat_activity's backend_start has the server's clock
     cli(env, "tenant", "create", "acme", "--alg", "ES256")
     token = cli(env, "apikey", "create", "--role", "admin")["token"]
     # Polling every 30 s: what the test sees within a second is LISTEN/NOTIFY at work.
@@ -110,7 +149,7 @@ def test_a_change_through_one_replica_is_served_by_all_within_a_second(
         )
     for r in replicas:
         jwks_kids(r.url, "acme")  # warm every replica's cache
-    time.sleep(0.5)  # let the LISTEN connections come up
+    wait_until(lambda: listeners(pg_url, started) >= 3, bound=30, what="3 replicas LISTENing")
     for action in ("rotate", "rotate-and-revoke"):
         body = {} if action == "rotate" else {"reason": "test"}
         res = httpx.post(
@@ -149,7 +188,9 @@ def test_replica_killed_inside_a_rotation_leaves_a_consistent_ring(
     assert ring(env, "fast") == before  # nothing partial is visible
     survivor = Replica.start("survivor", env, tmp_path, "--scheduler-interval", "0.2s")
     replicas.append(survivor)
-    time.sleep(1.0)
+    # Three whole sweeps of the survivor, each of which found the tenant due and locked.
+    first = scheduler_runs(survivor)
+    wait_until(lambda: scheduler_runs(survivor) >= first + 3, bound=30, what="3 survivor sweeps")
     assert ring(env, "fast") == before  # SKIP LOCKED: the survivor leaves the locked tenant alone
     victim.kill()
     deadline = time.monotonic() + 10
@@ -175,9 +216,7 @@ def cluster() -> Iterator[PgCluster]:
     try:
         c = PgCluster(root)
     except FileNotFoundError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs initdb/pg_ctl: {exc}")
-        pytest.skip(str(exc))
+        skip_or_fail(f"{exc}: apt-get install postgresql")
     c.start()
     try:
         yield c
@@ -208,8 +247,12 @@ def test_database_outage_serves_documents_from_memory_and_recovers(
         )
 
         cluster.stop()
-        for _ in range(3):  # repeatedly, and past the watcher's polls
-            time.sleep(0.3)
+        # Past the moment the replica noticed: its watcher failed to poll, a sweep failed.
+        wait_until(
+            lambda: "watcher: cannot poll the store" in r.tail(), bound=30, what="watcher failed"
+        )
+        wait_until(lambda: scheduler_runs(r, "failure") >= 1, bound=30, what="a failed sweep")
+        for _ in range(3):  # repeatedly
             again = c.get("/.well-known/jwks.json")
             assert again.status_code == 200 and again.content == jwks.content
             assert again.headers["etag"] == jwks.headers["etag"]

@@ -13,6 +13,7 @@ from keyturn.config import Settings
 from keyturn.server.app import create_app
 from keyturn.server.watch import PollingWatcher
 from keyturn.service import KeyService
+from tests.waiting import async_wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -190,8 +191,7 @@ async def test_lifespan_starts_and_stops_watcher(
         await started.wait()
     assert sent[0]["type"] == "lifespan.startup.complete"
     assert app.started
-    await asyncio.sleep(0.2)
-    assert watcher.polls >= 2
+    await async_wait_until(lambda: watcher.polls >= 2, what="two watcher polls")
     step.set()
     with anyio.fail_after(5):
         await task

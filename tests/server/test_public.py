@@ -22,6 +22,7 @@ from keyturn.server.public import if_none_match, route
 from keyturn.server.watch import PollingWatcher
 from keyturn.service import KeyService
 from keyturn.store.sql import SqlStore
+from tests.waiting import async_wait_until
 
 from .conftest import PUBLIC_URL
 
@@ -393,6 +394,11 @@ async def test_listen_notify_invalidates_within_milliseconds(
         await app.shutdown()
 
 
+def _limiter_waiting(cache: DocumentCache) -> int:
+    limiter = cache._fill_limiter
+    return limiter.statistics().tasks_waiting if limiter is not None else 0
+
+
 async def test_cache_misses_take_bounded_threads_and_a_bounded_queue(
     ready_service: KeyService, settings: Settings
 ) -> None:
@@ -424,7 +430,10 @@ async def test_cache_misses_take_bounded_threads_and_a_bounded_queue(
     cache._load = slow_load  # type: ignore[method-assign]
     tasks = [asyncio.ensure_future(cache.get(f"nosuch{i}")) for i in range(5)]
     assert await anyio.to_thread.run_sync(two_running.wait, 5.0)
-    await asyncio.sleep(0.1)  # time for a third fill to start, if it could
+    # The other three fills are queued on the limiter (not merely not yet started).
+    await async_wait_until(
+        lambda: _limiter_waiting(cache) == 3, what="3 fills waiting for the limiter"
+    )
     assert peak == 2
     for i in range(5, 9):  # 2 reading + 3 waiting: the queue is full
         with pytest.raises(CacheBusyError):

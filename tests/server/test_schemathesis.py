@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 
 from .live import LiveServer
 
@@ -29,13 +29,11 @@ CHECKS = ",".join(
 
 
 def _schemathesis() -> str:
-    found = Path(sys.executable).with_name("schemathesis")
-    if found.exists():
-        return str(found)
-    path = shutil.which("schemathesis") or shutil.which("st")
-    if path is None:
-        pytest.skip("schemathesis is not installed")
-    return path
+    return require_tool(
+        "schemathesis",
+        "install the dev extra: ./scripts/setup (pip install -e '.[dev]')",
+        also=["st"],
+    )
 
 
 def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:

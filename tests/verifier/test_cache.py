@@ -27,6 +27,8 @@ from keyturn.verifier import (
     StaleInfo,
     Verifier,
 )
+from keyturn.verifier._core import CacheCore
+from tests.waiting import async_wait_until, wait_until, waiters
 
 from .conftest import ISSUER, JWKS_URL, FakeIssuer
 
@@ -121,9 +123,25 @@ def test_background_refresher_does_not_refetch_a_set_that_just_arrived() -> None
     issuer.add_key()
     options = CacheOptions(background=True)  # max-age 300 s: nothing is due for minutes
     with JWKSCache(jwks_url=JWKS_URL, cache=options, transport=issuer.transport()) as cache:
+        pauses = _spy_pauses(cache.core)
         cache.get()
-        time.sleep(0.4)  # several of the refresher's shortest pauses
+        # The refresher has made its decision and gone to sleep on the new set's schedule.
+        wait_until(lambda: any(p > 60 for p in pauses), what="the refresher's long pause")
         assert issuer.fetches == 1
+
+
+def _spy_pauses(core: CacheCore) -> list[float]:
+    """Every pause the background refresher computes (``next_wake``), recorded in order."""
+    pauses: list[float] = []
+    real = core.next_wake
+
+    def next_wake(now: float) -> float:
+        pause = real(now)
+        pauses.append(pause)
+        return pause
+
+    core.next_wake = next_wake  # type: ignore[method-assign]
+    return pauses
 
 
 def test_async_background_refresher_does_not_refetch_a_set_that_just_arrived() -> None:
@@ -134,8 +152,11 @@ def test_async_background_refresher_does_not_refetch_a_set_that_just_arrived() -
         async with AsyncVerifier(
             algorithms=["ES256"], issuer=ISSUER, transport=issuer.transport()
         ) as verifier:
+            pauses = _spy_pauses(verifier.cache.core)
             await verifier.verify(issuer.token(kid))
-            await asyncio.sleep(0.4)
+            await async_wait_until(
+                lambda: any(p > 60 for p in pauses), what="the refresher's long pause"
+            )
             assert issuer.fetches == 1
 
     asyncio.run(main())
@@ -241,8 +262,10 @@ def test_concurrent_callers_share_one_fetch(
     threads = [threading.Thread(target=call) for _ in range(20)]
     for t in threads:
         t.start()
-    _until(lambda: issuer.fetches == 1)
-    time.sleep(0.05)  # every caller is now waiting on the same flight
+    # Every caller is blocked on the one flight, whose fetch is held at the gate.
+    flight = wait_until(lambda: verifier.cache._flight, what="the fetch to start")
+    wait_until(lambda: waiters(flight.done) == 20, what="20 callers waiting on the fetch")
+    assert issuer.fetches == 1
     issuer.gate.set()
     for t in threads:
         t.join()
@@ -288,10 +311,11 @@ def test_async_cancelled_caller_does_not_cancel_the_fetch(issuer: FakeIssuer) ->
         ) as verifier:
             token = issuer.token(kid)
             waiters = [asyncio.create_task(verifier.verify(token)) for _ in range(10)]
-            await asyncio.sleep(0.02)
-            assert calls == 1
+            # The fetch task runs after every waiter reached its wait (all were ready first).
+            await async_wait_until(lambda: calls == 1, what="the shared fetch to start")
             waiters[0].cancel()  # one caller gives up ...
-            await asyncio.sleep(0.02)
+            await asyncio.wait({waiters[0]})
+            assert calls == 1
             gate.set()  # ... the shared fetch still completes for everyone else
             results = await asyncio.gather(*waiters[1:])
             assert [c["sub"] for c in results] == ["alice"] * 9

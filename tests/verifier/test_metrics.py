@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -35,14 +36,19 @@ def _scenario(issuer: FakeIssuer, clock: FakeClock, verifier: Verifier) -> None:
     clock.advance(400)
     verifier.verify(issuer.token(kid))  # stale
     verifier.revoke([kid])
+    # A revocation fetches the JWKS at once (in its own thread): here a fifth fetch, failed.
+    deadline = time.monotonic() + 5
+    while verifier.metrics.snapshot().fetches < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def test_counters(issuer: FakeIssuer, clock: FakeClock, make_verifier: MakeVerifier) -> None:
     verifier = make_verifier()
     _scenario(issuer, clock, verifier)
     snap = verifier.metrics.snapshot()
-    assert snap.fetches == 4  # first; unknown kid (a 304); expiry (a 304); failed
-    assert snap.fetch_errors == 1
+    # first; unknown kid (a 304); expiry (a 304); failed; after the revocation (failed)
+    assert snap.fetches == 5
+    assert snap.fetch_errors == 2
     assert snap.not_modified == 2
     assert snap.stale_served == 1
     assert snap.unknown_kids == 1
@@ -136,10 +142,10 @@ def test_prometheus_collector(
     register(verifier, registry, labels={"issuer": "test"})
     _scenario(issuer, clock, verifier)
     text = generate_latest(registry).decode()
-    assert 'keyturn_verifier_jwks_fetches_total{issuer="test"} 4.0' in text
-    assert 'keyturn_verifier_jwks_fetch_errors_total{issuer="test"} 1.0' in text
+    assert 'keyturn_verifier_jwks_fetches_total{issuer="test"} 5.0' in text
+    assert 'keyturn_verifier_jwks_fetch_errors_total{issuer="test"} 2.0' in text
     assert 'keyturn_verifier_jwks_not_modified_total{issuer="test"} 2.0' in text
-    assert 'keyturn_verifier_jwks_fetch_seconds_count{issuer="test"} 4.0' in text
+    assert 'keyturn_verifier_jwks_fetch_seconds_count{issuer="test"} 5.0' in text
     assert 'keyturn_verifier_stale_served_total{issuer="test"} 1.0' in text
     assert 'keyturn_verifier_unknown_kids_total{issuer="test"} 1.0' in text
     ok = 'keyturn_verifier_verifications_total{issuer="test",outcome="success",reason="ok"} 4.0'

@@ -20,6 +20,7 @@ from keyturn.cli import (
     apikey,
     audit,
     diagnose,
+    drill,
     init,
     jwks,
     key,
@@ -61,6 +62,7 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     serve.register,
     apikey.register,
     diagnose.register,
+    drill.register,
 )
 
 
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zero-downtime JWT signing-key rotation.",
         parents=[common],
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 unsafe policy, "
-        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key.",
+        "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key, "
+        "20 drill failed.",
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     parents = Parents(common=common, tenant=tenant_opt)

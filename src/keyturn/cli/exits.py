@@ -14,6 +14,7 @@ EXIT_INVALID_INPUT = 6
 EXIT_TOKEN_INVALID = 7
 EXIT_STORE_UNAVAILABLE = 8
 EXIT_CONFIG = 9
+EXIT_DRILL_FAILED = 20  # `keyturn drill` ran and failed (diagnose's verdicts use 10-19)
 
 _EXIT_BY_ERROR: list[tuple[type[E.KeyturnError], int]] = [
     (E.NotFoundError, EXIT_NOT_FOUND),

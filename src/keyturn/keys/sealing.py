@@ -85,6 +85,11 @@ class Sealer:
     def active_id(self) -> str:
         return self.keys[0].id
 
+    @property
+    def ids(self) -> frozenset[str]:
+        """The ids of every master key this sealer can open with."""
+        return frozenset(self._by_id)
+
     @staticmethod
     def aad(tenant: str, kid: str) -> bytes:
         return f"keyturn/v1|{tenant}|{kid}".encode()

@@ -383,6 +383,8 @@ def create_app(
             previous_hook(name)
 
     service.on_change = on_change
+    # A token never leaves before this server's own JWKS publishes its kid.
+    service.before_sign = cache.ensure_published
 
     holder: dict[str, KeyturnApp] = {}
 
@@ -443,6 +445,12 @@ def create_app(
             return problem_response(
                 503, problem(503, "the default tenant has no published keys", "not_ready")
             )
+        try:
+            # Signing needs the current key unsealed: a master key this process lacks makes
+            # every sign fail, so the process is not ready (the load balancer sends elsewhere).
+            await anyio.to_thread.run_sync(service.prepared, settings.default_tenant)
+        except KeyturnError as exc:
+            return problem_response(503, problem(503, exc.detail, exc.code))
         return Health(status="ready")
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
@@ -468,9 +476,10 @@ def create_app(
             api,
             keys=key_cache,
             sign=sign_step,
-            warm_alg=service.warm_alg,
+            warm=service.warm_signer,
             prepare=service.prepared,
             recheck=service.recheck,
+            published=cache.serves,
             observer=metrics,
         )
         front = SignRoutes(RequestId(BodyLimit(fast, max_body)), public)

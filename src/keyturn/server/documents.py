@@ -22,7 +22,7 @@ import orjson
 from keyturn import jwks_http
 from keyturn.config import Settings
 from keyturn.errors import CacheBusyError as CacheBusyError  # re-exported
-from keyturn.errors import InvalidInputError, TenantNotFoundError
+from keyturn.errors import ConcurrentChangeError, InvalidInputError, TenantNotFoundError
 from keyturn.jwks_http import format_cache_control
 from keyturn.ring.model import KeyState, check_tenant_name
 from keyturn.ring.policy_contract import DURATION_FIELDS
@@ -38,6 +38,9 @@ DEFAULT_MAX_FILLS = 8
 # queued without bound behind a flood.
 DEFAULT_MAX_WAITING_FILLS = 256
 
+
+# The revocation feed's budget: far below the 256 KiB a keyturn verifier reads per event.
+FEED_MAX_BYTES = 128 * 1024
 
 JWKS_CONTENT_TYPE = b"application/jwk-set+json"
 JSON_CONTENT_TYPE = b"application/json"
@@ -83,6 +86,7 @@ class TenantDocs:
     discovery: Doc
     revocations: Doc
     revoked: tuple[Revocation, ...]
+    kids: frozenset[str] = frozenset()  # the kids the JWKS publishes
 
 
 def strong_etag(body: bytes) -> bytes:
@@ -131,15 +135,14 @@ def render(
     max_age = max(0, int(tenant.policy.jwks_max_age))
     base = tenant_base_url(settings, name)
     published = ring.published
-    revoked = tuple(
-        sorted(
-            (
-                Revocation(k.kid, k.revoked_at or 0.0, k.revocation_reason)
-                for k in ring.keys
-                if k.state == KeyState.REVOKED
-            ),
-            key=lambda r: (r.revoked_at, r.kid),
-        )
+    revoked = feed_entries(
+        [
+            Revocation(k.kid, k.revoked_at or 0.0, k.revocation_reason)
+            for k in ring.keys
+            if k.state == KeyState.REVOKED
+        ],
+        now=service.clock.now(),
+        horizon=tenant.policy.token_ttl + tenant.policy.jwks_max_age + tenant.policy.clock_skew,
     )
     # Algorithms of the published keys (during an algorithm change, old and new), then the
     # policy's; OpenID Discovery wants every alg a verifier may meet.
@@ -179,7 +182,33 @@ def render(
         discovery=make_doc(orjson.dumps(discovery), JSON_CONTENT_TYPE, max_age),
         revocations=make_doc(rev_body, JSON_CONTENT_TYPE, max_age),
         revoked=revoked,
+        kids=frozenset(k.kid for k in published),
     )
+
+
+def feed_entries(
+    revoked: list[Revocation], *, now: float, horizon: float, max_bytes: int = FEED_MAX_BYTES
+) -> tuple[Revocation, ...]:
+    """The revocations the feed still announces, oldest first, bounded in count and bytes.
+
+    A kid revoked more than ``horizon`` (T + C + S) ago is dropped: every token it signed has
+    expired (T), every cache that held it in a JWKS has expired (C), and skew is spent (S), so
+    no verifier can still need the news. Beyond that the newest entries are kept within
+    ``max_bytes``: the snapshot event must stay well inside what verifiers read (keyturn's
+    reads 256 KiB per event), or pushes would stop for everyone.
+    """
+    live = sorted(
+        (r for r in revoked if r.revoked_at + horizon >= now), key=lambda r: (r.revoked_at, r.kid)
+    )
+    kept: list[Revocation] = []
+    size = 0
+    for r in reversed(live):
+        size += len(orjson.dumps(r.to_dict())) + 1
+        if size > max_bytes:
+            break
+        kept.append(r)
+    kept.reverse()
+    return tuple(kept)
 
 
 def valid_tenant_name(name: str) -> bool:
@@ -300,12 +329,44 @@ class DocumentCache:
                         self._missing.popitem(last=False)
             return None
         with self._lock:
-            if gen == self._generation:
+            held = self._docs.get(name)
+            # Never back in time: a slow render of an older version must not replace a newer
+            # one stored meanwhile (the sign path relies on the stored version only growing).
+            if gen == self._generation and (held is None or held.key_version <= docs.key_version):
                 self._docs[name] = docs
                 self._docs.move_to_end(name)
                 while len(self._docs) > self.max_tenants:
                     self._docs.popitem(last=False)
         return docs
+
+    def ensure_published(self, name: str, key_version: int, kid: str) -> None:
+        """Before a token signed by ``kid`` (ring at ``key_version``) leaves: serve that ring.
+
+        Blocking (the sign route runs in a worker thread). The sign path reads the ring itself,
+        so it can be ahead of these documents until a watcher reports the change (a CLI command,
+        another replica): without this a verifier fetching our JWKS right after would not find
+        the kid and remember it as missing. Costs one dictionary read when up to date.
+        """
+        with self._lock:
+            held = self._docs.get(name)
+        if held is not None and held.key_version >= key_version and kid in held.kids:
+            return
+        if held is not None:
+            self.invalidate(name)  # listeners too: the revocation stream pushes at once
+        docs = self._load(name)
+        if docs is None or kid not in docs.kids:
+            # The kid left the ring between the sign read and now (revoked meanwhile): the
+            # token must not leave either.
+            raise ConcurrentChangeError(
+                f"the signing key {kid} of tenant {name} changed while signing; try again"
+            )
+
+    def serves(self, name: str, key_version: int, kid: str) -> bool:
+        """True if :meth:`ensure_published` would return at once, without a store read (for a
+        caller on the event loop deciding whether it may sign there)."""
+        with self._lock:
+            held = self._docs.get(name)
+        return held is not None and held.key_version >= key_version and kid in held.kids
 
     def load_sync(self, name: str) -> TenantDocs | None:
         """Blocking fill, for threads (readiness checks, watchers)."""

@@ -60,6 +60,9 @@ def problem_for(exc: E.KeyturnError) -> tuple[int, dict[str, Any]]:
         extra["violations"] = list(exc.violations)
     if isinstance(exc, E.TokenError):
         extra["action"] = exc.action
+    if isinstance(exc, E.KeyCapError):
+        extra["published"] = exc.published
+        extra["cap"] = exc.cap
     return status, problem(status, exc.detail, exc.code, **extra)
 
 

@@ -107,16 +107,22 @@ class SignFastApp:
         *,
         keys: ApiKeyCache,
         sign: SignStep,
-        warm_alg: Callable[[str], Alg | None],
+        warm: Callable[[str], tuple[Alg, int, str] | None],
         prepare: Callable[[str], object],
         recheck: Callable[[str], object] | None = None,
+        published: Callable[[str, int, str], bool] | None = None,
         observer: SignObserver | None = None,
         inline_algs: frozenset[Alg] | None = None,
     ) -> None:
         self.fallback = fallback
         self.keys = keys
         self.sign = sign
-        self.warm_alg = warm_alg
+        # The seam with the sign step's barrier ("the served JWKS has this kid before a token
+        # leaves"): ``warm`` says which signer the step would use without a store read, and
+        # ``published`` whether the barrier would pass at once; otherwise the step runs in a
+        # thread, where its reads may block.
+        self.warm = warm
+        self.published = published
         self.prepare = prepare
         self.recheck = recheck
         # One store read at a time per key id or tenant: the requests that find an entry
@@ -224,14 +230,19 @@ class SignFastApp:
     async def _sign(
         self, tenant: str, items: list[Item], batch: bool
     ) -> list[tuple[str, dict[str, Any]]]:
-        alg = self.warm_alg(tenant)
-        if alg is None:
+        warm = self.warm(tenant)
+        if warm is None:
             # Not prepared, or due for its key_version re-check: one read for all waiters.
             await self._once(("tenant", tenant), self.prepare, tenant)
-            alg = self.warm_alg(tenant)
+            warm = self.warm(tenant)
         else:
             self._keep_warm(tenant)
-        inline = alg is not None and alg in self.inline_algs and len(items) <= INLINE_BATCH
+        inline = (
+            warm is not None
+            and warm[0] in self.inline_algs
+            and len(items) <= INLINE_BATCH
+            and (self.published is None or self.published(tenant, warm[1], warm[2]))
+        )
         if batch:
             if inline:
                 return sign_items(self.sign, tenant, items)

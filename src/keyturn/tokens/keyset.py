@@ -56,11 +56,14 @@ class KeySet(Mapping[str, VerifyingKey]):
         return len(self.keys)
 
     @classmethod
-    def from_jwks(cls, doc: dict[str, Any] | bytes) -> KeySet:
+    def from_jwks(
+        cls, doc: dict[str, Any] | bytes, *, max_keys: int | None = MAX_JWKS_KEYS
+    ) -> KeySet:
         """Parse a JWKS; skip (not fail on) ``use: enc``, unknown types and unknown algorithms.
 
         An entry without ``alg`` is admitted for every algorithm its key type and curve allow;
-        the caller's allow-list narrows that at verification time.
+        the caller's allow-list narrows that at verification time. ``max_keys`` caps a set
+        fetched from elsewhere; ``None`` is for the issuer's own ring (its size is its own).
         """
         if isinstance(doc, bytes):
             try:
@@ -70,8 +73,8 @@ class KeySet(Mapping[str, VerifyingKey]):
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise InvalidInputError("not a JWKS: expected an object with a 'keys' array")
         entries = doc["keys"]
-        if len(entries) > MAX_JWKS_KEYS:
-            raise InvalidInputError(f"JWKS has {len(entries)} keys, more than {MAX_JWKS_KEYS}")
+        if max_keys is not None and len(entries) > max_keys:
+            raise InvalidInputError(f"JWKS has {len(entries)} keys, more than {max_keys}")
         keys = KidMap()
         duplicated: set[str] = set()
         anonymous: list[VerifyingKey] = []

@@ -5,7 +5,7 @@ Works with only ``cryptography``, ``httpx`` and ``orjson`` installed. Middleware
 ``keyturn.verifier.prometheus``.
 """
 
-from keyturn.errors import DiscoveryError, FeedError
+from keyturn.errors import DiscoveryError, FeedError, FeedTooLargeError
 from keyturn.verifier._async_cache import AsyncJWKSCache
 from keyturn.verifier._cache import JWKSCache
 from keyturn.verifier._core import CacheStatus
@@ -18,6 +18,7 @@ from keyturn.verifier._options import (
     DEFAULT_BACKOFF_MULTIPLIER,
     DEFAULT_CACHE_OPTIONS,
     DEFAULT_COOLDOWN,
+    DEFAULT_FRESH_COOLDOWN,
     DEFAULT_HTTP_OPTIONS,
     DEFAULT_JITTER,
     DEFAULT_MAX_AGE,
@@ -28,6 +29,7 @@ from keyturn.verifier._options import (
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_REFRESH_AHEAD,
+    DEFAULT_REVOCATIONS,
     DEFAULT_STALE_IF_ERROR,
     DEFAULT_STREAM_READ_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -54,6 +56,7 @@ __all__ = [
     "DEFAULT_BACKOFF_MULTIPLIER",
     "DEFAULT_CACHE_OPTIONS",
     "DEFAULT_COOLDOWN",
+    "DEFAULT_FRESH_COOLDOWN",
     "DEFAULT_HTTP_OPTIONS",
     "DEFAULT_JITTER",
     "DEFAULT_LEEWAY",
@@ -66,6 +69,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_REFRESH_AHEAD",
     "DEFAULT_REQUIRED_CLAIMS",
+    "DEFAULT_REVOCATIONS",
     "DEFAULT_STALE_IF_ERROR",
     "DEFAULT_STREAM_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
@@ -78,6 +82,7 @@ __all__ = [
     "CacheStatus",
     "DiscoveryError",
     "FeedError",
+    "FeedTooLargeError",
     "HTTPOptions",
     "JWKSCache",
     "MetricsSnapshot",

@@ -108,6 +108,9 @@ class AsyncJWKSCache:
             transport=transport, timeout=http.timeout, follow_redirects=False
         )
         self._flight: _Flight | None = None
+        self._again = False  # see JWKSCache._again
+        self._discovery_lock: asyncio.Lock | None = None
+        self._core.on_urgent = self._urgent
         self._refresher: asyncio.Task[None] | None = None
         # True once the refresher runs (or is not wanted): see JWKSCache.refresher_ready.
         self.refresher_ready = False
@@ -147,16 +150,16 @@ class AsyncJWKSCache:
         return core.usable(core.clock.now())
 
     async def refresh_for_unknown_kid(
-        self, kid: str, *, wait: float | None = None
+        self, kid: str, *, wait: float | None = None, fresh: bool = False
     ) -> KeySet | None:
         """See ``JWKSCache.refresh_for_unknown_kid``."""
         core = self._core
         now = core.clock.now()
-        if core.unknown_verdict(kid, now) == "negative":
+        if core.unknown_verdict(kid, now, fresh=fresh) == "negative":
             return None
         flight = self._flight
         # No await between the check and the task creation: atomic among tasks.
-        if flight is None and not self._closed and core.take_unknown_budget(now):
+        if flight is None and not self._closed and core.take_unknown_budget(now, fresh=fresh):
             flight = self._start()
         if flight is None:
             return None
@@ -251,20 +254,45 @@ class AsyncJWKSCache:
             error = JWKSUnavailableError(f"fetch failed: {exc!r}")
         finally:
             self._flight = None
+            if self._again and not self._closed:
+                self._again = False
+                self._start()
         if error is not None:
             core.record_failure(error, time.perf_counter() - started, core.clock.now())
         return error
+
+    def _urgent(self) -> None:
+        """Fetch now whatever the cooldown or backoff say (called after a revocation).
+
+        Runs in the loop that drives the cache (the feed task's); from elsewhere (no running
+        loop) the fetch is left to the next caller.
+        """
+        if self._closed:
+            return
+        if self._flight is not None:
+            self._again = True
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._start()
 
     async def _jwks_url(self) -> str:
         core = self._core
         if core.jwks_url is not None:
             return core.jwks_url
-        if core.discovery is None or core.rediscover:
-            assert core.issuer is not None
-            response = await get_async(self._client, discovery_url(core.issuer), {}, self._http)
-            core.discovery = parse_discovery(response, core.issuer)
-            core.rediscover = False
-        return core.discovery.jwks_uri
+        # One discovery at a time: the revocation feed asks for it too (``discover``). Made
+        # lazily, in the loop that uses the cache.
+        if self._discovery_lock is None:
+            self._discovery_lock = asyncio.Lock()
+        async with self._discovery_lock:
+            if core.discovery is None or core.rediscover:
+                assert core.issuer is not None
+                response = await get_async(self._client, discovery_url(core.issuer), {}, self._http)
+                core.discovery = parse_discovery(response, core.issuer)
+                core.rediscover = False
+            return core.discovery.jwks_uri
 
     async def discover(self) -> None:
         """Run discovery now if it has not run (used by the revocation feed for its URLs)."""

@@ -125,6 +125,11 @@ class JWKSCache:
         )
         self._flight_lock = threading.Lock()
         self._flight: _Flight | None = None
+        # A revocation arrived while a fetch was in flight: that fetch may have been answered
+        # before the change, so another one follows it.
+        self._again = False
+        self._core.on_urgent = self._urgent
+        self._discovery_lock = threading.Lock()
         self._closed = threading.Event()
         self._refresher: threading.Thread | None = None
         # True once the refresher runs (or is not wanted): get() then skips the check, and
@@ -164,19 +169,27 @@ class JWKSCache:
             flight.done.wait(self._wait(wait))
         return core.usable(core.clock.now())
 
-    def refresh_for_unknown_kid(self, kid: str, *, wait: float | None = None) -> KeySet | None:
+    def refresh_for_unknown_kid(
+        self, kid: str, *, wait: float | None = None, fresh: bool = False
+    ) -> KeySet | None:
         """A set that contains ``kid`` after at most one cooldown-limited refresh, else ``None``.
 
         Never waits on the cooldown: inside it (or inside a backoff, or for a kid a recent
         fresh set lacked) the answer is ``None`` at once. Joins a fetch already in flight.
+        ``fresh``: the token says it was issued after the set was fetched (see
+        ``UnknownKidOptions.fresh_cooldown``).
         """
         core = self._core
         now = core.clock.now()
-        if core.unknown_verdict(kid, now) == "negative":
+        if core.unknown_verdict(kid, now, fresh=fresh) == "negative":
             return None
         with self._flight_lock:
             flight = self._flight
-            if flight is None and not self._closed.is_set() and core.take_unknown_budget(now):
+            if (
+                flight is None
+                and not self._closed.is_set()
+                and core.take_unknown_budget(now, fresh=fresh)
+            ):
                 flight = self._start_locked()
         if flight is None:
             return None
@@ -276,18 +289,33 @@ class JWKSCache:
         finally:
             with self._flight_lock:
                 self._flight = None
+                if self._again and not self._closed.is_set():
+                    self._again = False
+                    self._start_locked()
             flight.done.set()
+
+    def _urgent(self) -> None:
+        """Fetch now whatever the cooldown or backoff say (called after a revocation)."""
+        with self._flight_lock:
+            if self._closed.is_set():
+                return
+            if self._flight is not None:
+                self._again = True
+                return
+            self._start_locked()
 
     def _jwks_url(self) -> str:
         core = self._core
         if core.jwks_url is not None:
             return core.jwks_url
-        if core.discovery is None or core.rediscover:
-            assert core.issuer is not None
-            response = get_sync(self._client, discovery_url(core.issuer), {}, self._http)
-            core.discovery = parse_discovery(response, core.issuer)
-            core.rediscover = False
-        return core.discovery.jwks_uri
+        # One discovery at a time: the revocation feed asks for it too (``discover``).
+        with self._discovery_lock:
+            if core.discovery is None or core.rediscover:
+                assert core.issuer is not None
+                response = get_sync(self._client, discovery_url(core.issuer), {}, self._http)
+                core.discovery = parse_discovery(response, core.issuer)
+                core.rediscover = False
+            return core.discovery.jwks_uri
 
     def discover(self) -> None:
         """Run discovery now if it has not run (used by the revocation feed for its URLs)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -18,6 +18,7 @@ from keyturn.verifier._metrics import (
     StaleInfo,
     VerifierEvent,
     call_hook,
+    logger,
 )
 from keyturn.verifier._options import JWKSConfig
 
@@ -92,7 +93,11 @@ class CacheCore:
         self._last_error: str | None = None
         self._last_exc: JWKSUnavailableError | None = None
         self._last_unknown_fetch = -math.inf
+        self._last_fresh_fetch = -math.inf
         self._negative: OrderedDict[str, float] = OrderedDict()
+        # Set by the cache that owns this core: fetch the JWKS now (a revocation arrived). An
+        # emergency is exactly when new keys appear, so it must not wait for a cooldown.
+        self.on_urgent: Callable[[], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -201,6 +206,11 @@ class CacheCore:
             else:
                 # Pushed revocations outlive any JWKS that still lists the key.
                 keyset = _without(result.keyset, self.revoked)
+                if previous is None or set(keyset.keys) != set(previous.keyset.keys):
+                    # A new set: a kid remembered as missing may be in it, or in the next one
+                    # (a key published just after the fetch that missed it). Forgetting the
+                    # misses lets such a kid refresh again instead of failing for negative_ttl.
+                    self._negative.clear()
             self.cached = CachedSet(
                 keyset=keyset,
                 url=url,
@@ -239,12 +249,27 @@ class CacheCore:
 
     # -- unknown kids ----------------------------------------------------------------------
 
-    def unknown_verdict(self, kid: str, now: float) -> UnknownVerdict:
-        """``negative`` when the kid was missing from a recent fresh set: no refresh."""
+    def issued_after_fetch(self, issued_at: object) -> bool:
+        """Whether a token's (unverified) ``iat`` says it was signed after our set was fetched.
+
+        Strictly after, with no leeway: a token issued before our last fetch names a kid that
+        fetch already answered for, so another fetch would be wasted on a replay. (An issuer
+        clock behind ours only loses the fast path, not correctness.)
+        """
+        if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+            return False
+        cached = self.cached
+        return cached is None or issued_at > cached.fetched_at
+
+    def unknown_verdict(self, kid: str, now: float, *, fresh: bool = False) -> UnknownVerdict:
+        """``negative`` when the kid was missing from a recent fresh set: no refresh.
+
+        A ``fresh`` token (issued after the set was fetched) is not held to a remembered miss.
+        """
         self.metrics.unknown_kid()
         with self.lock:
             until = self._negative.get(kid)
-            if until is not None and now < until:
+            if until is not None and now < until and not fresh:
                 negative = True
             else:
                 negative = False
@@ -253,18 +278,23 @@ class CacheCore:
         self.emit(ev.UNKNOWN_KID, kid=kid, negative=negative)
         return "negative" if negative else "check"
 
-    def take_unknown_budget(self, now: float) -> bool:
+    def take_unknown_budget(self, now: float, *, fresh: bool = False) -> bool:
         """True (and the cooldown restarts) if an unknown kid may trigger a fetch now.
 
-        Never waits: inside the cooldown or the backoff the answer is simply no.
+        Never waits: inside the cooldown or the backoff the answer is simply no, except for a
+        ``fresh`` token once per ``fresh_cooldown`` (see ``UnknownKidOptions``).
         """
         with self.lock:
             if now < self._retry_at:
                 return False
-            if now - self._last_unknown_fetch < self.unknown_kid.cooldown:
-                return False
-            self._last_unknown_fetch = now
-            return True
+            if now - self._last_unknown_fetch >= self.unknown_kid.cooldown:
+                self._last_unknown_fetch = now
+                self._last_fresh_fetch = now
+                return True
+            if fresh and now - self._last_fresh_fetch >= self.unknown_kid.fresh_cooldown:
+                self._last_fresh_fetch = now
+                return True
+            return False
 
     def after_unknown(self, kid: str, now: float) -> KeySet | None:
         """After a fresh fetch: the set if it now has ``kid``, else remember the miss."""
@@ -295,8 +325,20 @@ class CacheCore:
             cached = self.cached
             if cached is not None:
                 self.cached = replace(cached, keyset=_without(cached.keyset, new))
+            # A revocation comes with new keys (rotate-and-revoke promotes next, revoke-all
+            # makes a fresh current): their first tokens must not meet a cooldown or a miss
+            # remembered before the change.
+            self._last_unknown_fetch = -math.inf
+            self._last_fresh_fetch = -math.inf
+            self._negative.clear()
         self.metrics.revoked(len(new))
         self.emit(ev.REVOKED, kids=tuple(new), source=source)
+        urgent = self.on_urgent
+        if urgent is not None:
+            try:
+                urgent()
+            except Exception:  # never let a failed fetch start break the revocation itself
+                logger.exception("keyturn: could not start the JWKS fetch after a revocation")
         return new
 
     def emit(self, name: str, **data: object) -> None:

@@ -18,14 +18,15 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import orjson
 
-from keyturn.errors import ConfigError, KeyturnError
+from keyturn.errors import ConfigError, KeyturnError, ResponseTooLargeError
 from keyturn.errors import FeedError as FeedError  # re-exported
+from keyturn.errors import FeedTooLargeError as FeedTooLargeError  # re-exported
 from keyturn.jwks_http import check_url, discovery_url, revocations_stream_url, revocations_url
 from keyturn.verifier import _metrics as ev
 from keyturn.verifier._core import CacheCore
@@ -44,12 +45,25 @@ MAX_EVENT_BYTES = 256 * 1024
 MIN_PLANNED_STREAM = 1.0
 
 
+class _NotAdvertised(Exception):
+    """The issuer's discovery names no feed: a ``when_advertised`` feed stays off."""
+
+
 def check_feed_config(feed: RevocationFeed, issuer: str | None) -> None:
     """Refuse a feed with no URL to reach, at construction rather than in a background task."""
     if feed.url is not None:
         check_url(feed.url, "revocation feed url")
-    elif issuer is None:
+    elif issuer is None and not feed.when_advertised:
         raise ConfigError("a revocation feed needs an issuer URL or RevocationFeed(url=...)")
+
+
+def feed_wanted(feed: RevocationFeed | None, issuer: str | None, jwks_url: str | None) -> bool:
+    """Whether a verifier so configured runs the feed (a default feed needs discovery)."""
+    if feed is None:
+        return False
+    if feed.when_advertised and feed.url is None:
+        return issuer is not None and jwks_url is None
+    return True
 
 
 def _kids(entries: object) -> list[str]:
@@ -97,7 +111,7 @@ class _SSEParser:
                 cr = buf.find(b"\r", pos)
         self.buffer = buf[pos:]
         if len(self.buffer) > MAX_EVENT_BYTES:
-            raise FeedError(f"revocation stream line longer than {MAX_EVENT_BYTES} bytes")
+            raise FeedTooLargeError(f"revocation stream line longer than {MAX_EVENT_BYTES} bytes")
         return out
 
     def _line(self, line: str, out: list[tuple[str, str]]) -> None:
@@ -115,7 +129,7 @@ class _SSEParser:
         elif name == "data":
             self.size += len(value)
             if self.size > MAX_EVENT_BYTES:
-                raise FeedError(f"revocation event larger than {MAX_EVENT_BYTES} bytes")
+                raise FeedTooLargeError(f"revocation event larger than {MAX_EVENT_BYTES} bytes")
             self.data.append(value)
 
 
@@ -143,8 +157,10 @@ class RevocationSubscriber:
         core: CacheCore,
         http: HTTPOptions,
         rng: random.Random | None = None,
+        discover: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         check_feed_config(feed, core.issuer)
+        self.discover = discover
         self.feed = feed
         self.core = core
         self.http = http
@@ -170,6 +186,9 @@ class RevocationSubscriber:
                         delay = self._fail(FeedError("revocation stream closed by the server"))
                 else:
                     delay = await self._poll_once(client)
+            except _NotAdvertised:
+                self.core.emit(ev.FEED_OFF, reason="the issuer's discovery advertises no feed")
+                return
             except KeyturnError as exc:
                 delay = self._fail(exc)
             except httpx.HTTPError as exc:
@@ -182,6 +201,15 @@ class RevocationSubscriber:
     def _fail(self, exc: KeyturnError) -> float:
         self.failures += 1
         delay = self.feed.reconnect.delay(self.failures, self.rng)
+        too_large = isinstance(exc, FeedTooLargeError | ResponseTooLargeError)
+        if too_large:
+            logger.error(
+                "keyturn revocation feed of %s: %s; revocations are NOT arriving (retry in %.1fs)",
+                self.core.issuer or self.feed.url,
+                exc.detail,
+                delay,
+            )
+        self.core.metrics.feed_failed(too_large=too_large)
         self.core.emit(ev.FEED_ERROR, error=exc.detail, failures=self.failures, retry_in=delay)
         return delay
 
@@ -191,13 +219,22 @@ class RevocationSubscriber:
         core = self.core
         assert core.issuer is not None
         discovery = core.discovery
+        if discovery is None and core.jwks_url is None and self.discover is not None:
+            # Through the key cache, one discovery at a time: its first fetch starts with the
+            # feed, and the issuer is not asked twice.
+            await self.discover()
+            discovery = core.discovery
         if discovery is None and core.jwks_url is None:
             response = await get_async(client, discovery_url(core.issuer), {}, self.http)
             discovery = parse_discovery(response, core.issuer)
         if self.feed.mode == "stream":
             found = discovery.revocations_stream_uri if discovery else None
+            if found is None and self.feed.when_advertised:
+                raise _NotAdvertised
             return found or revocations_stream_url(core.issuer)
         found = discovery.revocations_uri if discovery else None
+        if found is None and self.feed.when_advertised:
+            raise _NotAdvertised
         return found or revocations_url(core.issuer)
 
     def _check_issuer(self, doc: dict[str, Any]) -> None:

@@ -14,7 +14,12 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from keyturn.errors import ConfigError, InvalidInputError, JWKSUnavailableError
+from keyturn.errors import (
+    ConfigError,
+    InvalidInputError,
+    JWKSUnavailableError,
+    ResponseTooLargeError,
+)
 from keyturn.errors import DiscoveryError as DiscoveryError  # re-exported
 from keyturn.jwks_http import (
     CappedResponse,
@@ -51,7 +56,7 @@ class Response:
 
 
 def _too_large(url: str, opts: HTTPOptions) -> JWKSUnavailableError:
-    return JWKSUnavailableError(
+    return ResponseTooLargeError(
         f"response from {url} exceeds {opts.max_response_bytes} bytes; not read further",
         url=url,
     )

@@ -23,6 +23,7 @@ REVOKED = "revoked"
 REJECTED = "rejected"
 FEED_ERROR = "feed_error"
 FEED_RECONNECT = "feed_reconnect"
+FEED_OFF = "feed_off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class MetricsSnapshot:
     unknown_kids: int
     revocations: int
     outcomes: Mapping[str, int]
+    feed_errors: int = 0
+    feed_too_large: int = 0
 
 
 class VerifierMetrics:
@@ -72,6 +75,8 @@ class VerifierMetrics:
         self._stale = 0
         self._unknown = 0
         self._revocations = 0
+        self._feed_errors = 0
+        self._feed_too_large = 0
         self._outcomes: Counter[str] = Counter()
         # Successes are the hot path: counted without the lock by an itertools.count, whose
         # next() is one C call under the GIL. Reading consumes a value too, so reads (under
@@ -104,6 +109,13 @@ class VerifierMetrics:
         with self._lock:
             self._revocations += count
 
+    def feed_failed(self, *, too_large: bool = False) -> None:
+        """A revocation feed read failed (``too_large``: over the size cap, so it cannot heal)."""
+        with self._lock:
+            self._feed_errors += 1
+            if too_large:
+                self._feed_too_large += 1
+
     def ok(self) -> None:
         """One successful verification (lock-free)."""
         next(self._ok)
@@ -133,6 +145,8 @@ class VerifierMetrics:
                 unknown_kids=self._unknown,
                 revocations=self._revocations,
                 outcomes=MappingProxyType(self._outcome_counts()),
+                feed_errors=self._feed_errors,
+                feed_too_large=self._feed_too_large,
             )
 
     def _outcome_counts(self) -> dict[str, int]:

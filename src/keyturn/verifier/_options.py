@@ -29,10 +29,13 @@ DEFAULT_BACKOFF_MULTIPLIER = 2.0
 DEFAULT_BACKOFF_JITTER = 0.5
 
 DEFAULT_COOLDOWN = 30.0
+DEFAULT_FRESH_COOLDOWN = 1.0
 DEFAULT_NEGATIVE_CACHE_SIZE = 1024
 DEFAULT_NEGATIVE_TTL = 300.0
 
-DEFAULT_POLL_INTERVAL = 30.0
+# Short enough that a verifier with default options drops a revoked key within 15 s (the poll
+# is jittered down by up to 10%, plus one conditional GET); a 304 costs the issuer little.
+DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_STREAM_READ_TIMEOUT = 60.0
 
 
@@ -141,13 +144,22 @@ class UnknownKidOptions:
     A kid still absent after a fresh fetch is remembered for ``negative_ttl`` seconds (at most
     ``negative_cache_size`` kids, oldest evicted first), so a client replaying an old token, or
     a flood of random kids, does not spend the refresh budget meant for a real new key.
+
+    A token issued after the cached set was fetched (its ``iat``, strictly later) may still
+    refresh once per ``fresh_cooldown`` inside the cooldown, past a remembered miss: that is the
+    fresh current key of a ``revoke-all`` before the revocation reaches this verifier, the one
+    case where a refresh is sure to be useful. Replayed old tokens never qualify, so the cost of
+    a flood of forged fresh tokens is one conditional GET per ``fresh_cooldown``; set it to
+    ``cooldown`` or more to turn the fast path off.
     """
 
     cooldown: float = DEFAULT_COOLDOWN
     negative_cache_size: int = DEFAULT_NEGATIVE_CACHE_SIZE
     negative_ttl: float = DEFAULT_NEGATIVE_TTL
+    fresh_cooldown: float = DEFAULT_FRESH_COOLDOWN
 
     def __post_init__(self) -> None:
+        _positive("fresh_cooldown", self.fresh_cooldown)
         _positive("cooldown", self.cooldown, zero_ok=True)
         _positive("negative_cache_size", self.negative_cache_size, zero_ok=True)
         _positive("negative_ttl", self.negative_ttl, zero_ok=True)
@@ -163,6 +175,12 @@ class RevocationFeed:
     ``keyturn_revocations_uri`` / ``keyturn_revocations_stream_uri``, else
     ``{issuer}/revocations.json`` / ``{issuer}/revocations/stream``). ``reconnect`` paces
     reconnects and retries after errors.
+
+    ``when_advertised=True`` (what ``DEFAULT_REVOCATIONS``, the verifiers' default, sets) runs
+    the feed only if the issuer's discovery document advertises one, and stays off quietly
+    otherwise (or when the verifier is configured with ``jwks_url`` and so does no discovery).
+    Every revocation the feed brings also makes the verifier fetch the JWKS at once, past the
+    unknown-kid cooldown, so the fresh keys of a ``revoke-all`` verify on their first token.
     """
 
     mode: Literal["stream", "poll"] = "stream"
@@ -170,6 +188,7 @@ class RevocationFeed:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     read_timeout: float = DEFAULT_STREAM_READ_TIMEOUT
     reconnect: Backoff = Backoff(initial=0.5, maximum=60.0)
+    when_advertised: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("stream", "poll"):
@@ -182,6 +201,8 @@ DEFAULT_HTTP_OPTIONS = HTTPOptions()
 DEFAULT_CACHE_OPTIONS = CacheOptions()
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_UNKNOWN_KID_OPTIONS = UnknownKidOptions()
+# The verifiers' default: poll the issuer's advertised feed (pass ``revocations=None`` to opt out).
+DEFAULT_REVOCATIONS = RevocationFeed(mode="poll", when_advertised=True)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

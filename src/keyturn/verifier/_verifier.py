@@ -24,12 +24,18 @@ from keyturn.verifier import _metrics as ev
 from keyturn.verifier._async_cache import AsyncJWKSCache
 from keyturn.verifier._cache import JWKSCache
 from keyturn.verifier._core import CacheCore
-from keyturn.verifier._feed import FeedThread, RevocationSubscriber, check_feed_config
+from keyturn.verifier._feed import (
+    FeedThread,
+    RevocationSubscriber,
+    check_feed_config,
+    feed_wanted,
+)
 from keyturn.verifier._metrics import EventHook, StaleHook, VerifierMetrics
 from keyturn.verifier._options import (
     DEFAULT_BACKOFF,
     DEFAULT_CACHE_OPTIONS,
     DEFAULT_HTTP_OPTIONS,
+    DEFAULT_REVOCATIONS,
     DEFAULT_UNKNOWN_KID_OPTIONS,
     Backoff,
     CacheOptions,
@@ -106,6 +112,15 @@ def _unknown_or_unavailable(exc: UnknownKidError, core: CacheCore) -> NoReturn:
     ) from exc
 
 
+def _issued_after_fetch(parsed: ParsedToken, core: CacheCore) -> bool:
+    """The unknown-kid path only: does the (unverified) ``iat`` postdate our set's fetch?"""
+    try:
+        issued_at = parsed.payload().get("iat")
+    except TokenError:
+        return False
+    return core.issued_after_fetch(issued_at)
+
+
 def _unknown_kid(exc: UnknownKidError) -> str | None:
     kid = exc.extra.get("kid")
     return kid if isinstance(kid, str) else None
@@ -138,8 +153,13 @@ class Verifier:
     or claims), ``retry`` (``jwks_unavailable``: our side failed, not the token).
 
     An unknown kid triggers at most one refresh per ``UnknownKidOptions.cooldown``; a bad
-    signature from a known kid never does. ``revocations=RevocationFeed(...)`` subscribes to
-    the issuer's revocation feed. See ``JWKSCache`` for caching, stale-if-error and HTTP rules.
+    signature from a known kid never does. Revocations are on by default: when the issuer's
+    discovery advertises a revocation feed, it is polled every ``DEFAULT_POLL_INTERVAL``
+    seconds with ``If-None-Match`` (``RevocationFeed(mode="stream")`` for pushes within a
+    second; ``revocations=None`` turns it off). A revocation drops the key at once and makes
+    the verifier fetch the JWKS at once, past the unknown-kid cooldown. The default feed stays
+    off when ``client`` or a sync-only ``transport`` is given without ``feed_transport`` (it
+    would bypass that HTTP set-up). See ``JWKSCache`` for caching, stale-if-error and HTTP.
     """
 
     def __init__(
@@ -157,7 +177,7 @@ class Verifier:
         backoff: Backoff = DEFAULT_BACKOFF,
         unknown_kid: UnknownKidOptions = DEFAULT_UNKNOWN_KID_OPTIONS,
         http: HTTPOptions = DEFAULT_HTTP_OPTIONS,
-        revocations: RevocationFeed | None = None,
+        revocations: RevocationFeed | None = DEFAULT_REVOCATIONS,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
         feed_transport: httpx.AsyncBaseTransport | None = None,
@@ -193,11 +213,26 @@ class Verifier:
         self._core = self._cache.core
         self._now = self._clock.now
         self._count_ok = self._cache.metrics.ok_counter()
-        if revocations is not None:
-            if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
-                feed_transport = transport  # e.g. httpx.MockTransport serves both
+        if feed_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
+            feed_transport = transport  # e.g. httpx.MockTransport serves both
+        if (
+            revocations is not None
+            and revocations.when_advertised
+            and feed_transport is None
+            and (client is not None or transport is not None)
+        ):
+            # The default feed would have to bypass the caller's own HTTP set-up (proxies,
+            # CAs, a test transport): it stays off; pass feed_transport or a RevocationFeed.
+            revocations = None
+        if feed_wanted(revocations, issuer, jwks_url):
+            assert revocations is not None
+            cache_ = self._cache
             subscriber = RevocationSubscriber(
-                feed=revocations, core=self._cache.core, http=http, rng=rng
+                feed=revocations,
+                core=cache_.core,
+                http=http,
+                rng=rng,
+                discover=lambda: asyncio.to_thread(cache_.discover),
             )
             self._feed = FeedThread(subscriber, feed_transport)
 
@@ -243,7 +278,8 @@ class Verifier:
                 claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
-                fresh = cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                newer = _issued_after_fetch(parsed, core)
+                fresh = cache.refresh_for_unknown_kid(kid, fresh=newer) if kid is not None else None
                 if fresh is None:
                     _unknown_or_unavailable(exc, core)
                 claims = _check(parsed, fresh, core.revoked, rules, self._now())
@@ -301,7 +337,7 @@ class AsyncVerifier:
         backoff: Backoff = DEFAULT_BACKOFF,
         unknown_kid: UnknownKidOptions = DEFAULT_UNKNOWN_KID_OPTIONS,
         http: HTTPOptions = DEFAULT_HTTP_OPTIONS,
-        revocations: RevocationFeed | None = None,
+        revocations: RevocationFeed | None = DEFAULT_REVOCATIONS,
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
@@ -337,9 +373,17 @@ class AsyncVerifier:
         self._feed_task: asyncio.Task[None] | None = None
         self._feed_client: httpx.AsyncClient | None = None
         self._feed_transport = transport
-        if revocations is not None:
+        # The default feed goes through the caller's client when there is one (its proxies and
+        # CAs are the ones that reach the issuer); an explicit feed keeps its own client.
+        self._feed_shared_client = client if revocations is DEFAULT_REVOCATIONS else None
+        if feed_wanted(revocations, issuer, jwks_url):
+            assert revocations is not None
             self._subscriber = RevocationSubscriber(
-                feed=revocations, core=self._cache.core, http=http, rng=rng
+                feed=revocations,
+                core=self._cache.core,
+                http=http,
+                rng=rng,
+                discover=self._cache.discover,
             )
 
     @property
@@ -355,12 +399,12 @@ class AsyncVerifier:
         """Start the revocation feed task now (otherwise on the first ``verify``)."""
         if self._subscriber is None or self._feed_task is not None:
             return
-        self._feed_client = httpx.AsyncClient(
-            transport=self._feed_transport, follow_redirects=False
-        )
-        self._feed_task = asyncio.get_running_loop().create_task(
-            self._subscriber.run(self._feed_client)
-        )
+        client = self._feed_shared_client
+        if client is None:
+            client = self._feed_client = httpx.AsyncClient(
+                transport=self._feed_transport, follow_redirects=False
+            )
+        self._feed_task = asyncio.get_running_loop().create_task(self._subscriber.run(client))
 
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """Return the verified claims or raise a ``TokenError`` (see ``Verifier``)."""
@@ -383,7 +427,12 @@ class AsyncVerifier:
                 claims = _check(parsed, keyset, core.revoked, rules, now)
             except UnknownKidError as exc:
                 kid = _unknown_kid(exc)
-                fresh = await cache.refresh_for_unknown_kid(kid) if kid is not None else None
+                newer = _issued_after_fetch(parsed, core)
+                fresh = (
+                    await cache.refresh_for_unknown_kid(kid, fresh=newer)
+                    if kid is not None
+                    else None
+                )
                 if fresh is None:
                     _unknown_or_unavailable(exc, core)
                 claims = _check(parsed, fresh, core.revoked, rules, self._now())

@@ -25,7 +25,7 @@ class VerifierCollector:
     Metrics (with ``prefix``, default ``keyturn_verifier``): ``_jwks_fetches_total``,
     ``_jwks_fetch_errors_total``, ``_jwks_not_modified_total``, ``_jwks_fetch_seconds``
     (summary: count and sum), ``_stale_served_total``, ``_unknown_kids_total``,
-    ``_revocations_total`` and ``_verifications_total{outcome="success"|"failure",
+    ``_revocations_total``, ``_feed_errors_total``, ``_feed_too_large_total`` and ``_verifications_total{outcome="success"|"failure",
     reason="ok"|<error code>}`` (the contract in docs/metrics.md).
     ``labels`` are added to every sample (e.g. ``{"issuer": ...}`` for several verifiers).
     """
@@ -65,6 +65,12 @@ class VerifierCollector:
         )
         yield counter("unknown_kids", "Tokens whose kid was not in the key set", s.unknown_kids)
         yield counter("revocations", "Kids revoked (feed or API)", s.revocations)
+        yield counter("feed_errors", "Revocation feed reads that failed", s.feed_errors)
+        yield counter(
+            "feed_too_large",
+            "Revocation feed events or documents over the size cap (revocations not arriving)",
+            s.feed_too_large,
+        )
         # The metric-name contract (docs/metrics.md, deploy/prometheus/alerts.yml): outcome is
         # success/failure, reason is "ok" or the error code.
         outcomes = CounterMetricFamily(
