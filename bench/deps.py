@@ -23,6 +23,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "jwks-http": (("wrk", "nginx", "taskset"), ()),
     "sign-http": (("wrk", "taskset"), ()),
     "sign-api": (("wrk", "taskset"), ()),
+    "refresh-http": (("taskset",), ()),
     "sweep": (("wrk", "taskset"), ("sqlalchemy", "psycopg")),
 }
 

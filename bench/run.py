@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCHMARKS = ("sign", "verify", "jwks-http", "sign-http", "sign-api", "sweep")
+BENCHMARKS = ("sign", "verify", "jwks-http", "sign-http", "sign-api", "refresh-http", "sweep")
 
 
 def _runner(name: str) -> Callable[..., list]:  # type: ignore[type-arg]
@@ -45,6 +45,10 @@ def _runner(name: str) -> Callable[..., list]:  # type: ignore[type-arg]
         from bench.sign_api import run_sign_api
 
         return run_sign_api
+    if name == "refresh-http":
+        from bench.sessions import run_refresh_http
+
+        return run_refresh_http
     from bench.sweep import run_sweep
 
     return run_sweep

@@ -13,17 +13,28 @@ Tree::
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
-    │   └── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ApiKeyNotFoundError     api_key_not_found
+    │   ├── ClientNotFoundError     oauth_client_not_found
+    │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
     │   ├── ConcurrentChangeError   concurrent_change
     │   ├── InvalidTransitionError  invalid_transition
+    │   ├── ClientRevokedError      oauth_client_revoked
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
     ├── CacheBusyError              cache_busy
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
+    ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
+    │   ├── InvalidRequestError     invalid_request      (400)
+    │   ├── InvalidClientError      invalid_client       (401)
+    │   ├── InvalidGrantError       invalid_grant        (400)
+    │   ├── UnauthorizedClientError unauthorized_client  (400)
+    │   ├── UnsupportedGrantTypeError  unsupported_grant_type  (400)
+    │   ├── InvalidScopeError       invalid_scope        (400)
+    │   └── UnsupportedTokenTypeError  unsupported_token_type  (400)
     └── TokenError                  token_invalid        (action: reject)
         ├── MalformedTokenError     token_malformed
         │   └── TokenTooLargeError  token_too_large
@@ -127,6 +138,18 @@ class ApiKeyNotFoundError(NotFoundError):
     code = "api_key_not_found"
 
 
+class ClientNotFoundError(NotFoundError):
+    """No OAuth client with that id in this tenant."""
+
+    code = "oauth_client_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session with that id in this tenant."""
+
+    code = "session_not_found"
+
+
 class ConflictError(KeyturnError):
     """The request conflicts with the current state."""
 
@@ -147,6 +170,12 @@ class InvalidTransitionError(ConflictError):
     """The key is not in a state that allows the requested transition."""
 
     code = "invalid_transition"
+
+
+class ClientRevokedError(ConflictError):
+    """The OAuth client is revoked: no new sessions, no new secret."""
+
+    code = "oauth_client_revoked"
 
 
 class KeyCapError(ConflictError):
@@ -186,6 +215,43 @@ class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
     code = "cache_busy"
+
+
+class OAuthError(KeyturnError):
+    """An error of the token or revocation endpoint (RFC 6749 section 5.2, RFC 7009):
+    ``code`` is the RFC's ``error`` value, ``status`` its HTTP status."""
+
+    code = "oauth_error"
+    status: ClassVar[int] = 400
+
+
+class InvalidRequestError(OAuthError):
+    code = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    code = "invalid_client"
+    status = 401
+
+
+class InvalidGrantError(OAuthError):
+    code = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    code = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    code = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    code = "invalid_scope"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    code = "unsupported_token_type"
 
 
 class AuthError(KeyturnError):

@@ -709,16 +709,35 @@ class KeyService:
             return p
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def prepare_signing(self, name: str) -> _Prepared:
+        """The prepared signer past the published-kid barrier: what ``sign(prepared=...)``
+        takes, fetched before a transaction opens (the barrier may read the store)."""
+        return self._prepared_for_signing(name)
+
     def sign(
-        self, name: str, claims: dict[str, Any], *, ttl: float | None = None
+        self,
+        name: str,
+        claims: dict[str, Any],
+        *,
+        ttl: float | None = None,
+        prepared: _Prepared | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Sign claims with the current key; returns (token, full claims)."""
+        """Sign claims with the current key; returns (token, full claims).
+
+        ``prepared``: from :meth:`prepare_signing` beforehand, so a caller inside an open
+        transaction (the session service) signs without a second store connection.
+        """
         if not isinstance(claims, dict):
             raise InvalidInputError("claims must be a JSON object")
         if len(orjson.dumps(claims)) > MAX_CLAIMS_BYTES:
             raise InvalidInputError(f"claims larger than {MAX_CLAIMS_BYTES} bytes")
-        p = self._prepared_for_signing(name)
-        assert p.signer is not None
+        p = (
+            prepared
+            if prepared is not None and prepared.tenant.name == name
+            else self._prepared_for_signing(name)
+        )
+        if p.signer is None:
+            raise InvalidTransitionError(f"tenant {name} has no current key with private material")
         policy = p.tenant.policy
         bad = RESERVED_CLAIMS & claims.keys()
         if bad:

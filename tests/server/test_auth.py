@@ -109,7 +109,9 @@ async def test_route_table_covers_every_operation(client: httpx.AsyncClient) -> 
         if path.startswith(API + "/")
         for method in methods
     }
-    tested = {(c.method, c.template) for c in TENANT_ROUTES} | GLOBAL_ROUTES
+    from tests.sessions.test_sessions_api import SESSION_OPERATIONS  # their own role table
+
+    tested = {(c.method, c.template) for c in TENANT_ROUTES} | GLOBAL_ROUTES | SESSION_OPERATIONS
     assert ops == tested
 
 

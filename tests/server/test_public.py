@@ -164,25 +164,20 @@ async def test_tenant_paths_and_discovery(
     assert same.headers["etag"] == (await client.get(JWKS)).headers["etag"]
 
 
-async def test_discovery_passes_authlib_except_token_endpoint(
+async def test_discovery_passes_authlib_validation(
     client: httpx.AsyncClient, ready_service: KeyService, settings: Settings
 ) -> None:
-    """keyturn is no authorization server: Authlib's full validate() wants a token_endpoint.
-
-    Every field keyturn publishes passes Authlib's own validators; the one failure is the
-    missing token_endpoint, which an operator supplies (discovery_extra / --oidc-metadata)
-    when keyturn signs for a real authorization server.
-    """
+    """keyturn's discovery passes Authlib's full validate(), token endpoint included (it used to
+    lack one: keyturn had no token endpoint before sessions); an operator's
+    --oidc-metadata still overrides it, e.g. for an authorization server signing through
+    keyturn."""
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
     from authlib.oidc.discovery import OpenIDProviderMetadata
 
     doc = (await client.get(DISCOVERY)).json()
-    meta = OpenIDProviderMetadata(doc)
-    for key in meta.REGISTRY_KEYS:
-        if key == "token_endpoint":
-            continue
-        getattr(meta, f"validate_{key}")()
-    with pytest.raises(ValueError, match="token_endpoint"):
-        meta.validate()
+    OpenIDProviderMetadata(doc).validate()
+    AuthorizationServerMetadata(doc).validate()
+    assert doc["token_endpoint"] == f"{PUBLIC_URL}/oauth/token"
 
     extra = {"*": {"token_endpoint": "https://auth.example.test/oauth/token"}}
     app2 = create_app(settings, ready_service, watchers=[], discovery_extra=extra)

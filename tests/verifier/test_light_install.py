@@ -43,6 +43,22 @@ SCRIPT = textwrap.dedent(
     ) as verifier:
         assert verifier.verify(token)["sub"] == "light"
 
+    # keyturn.client, the other half of the lean install: refresh and retry over httpx only.
+    from keyturn.client import RefreshingAuth, TokenPair
+
+    def api(request):
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "new", "refresh_token": "r2"})
+        if request.headers["authorization"] == "Bearer new":
+            return httpx.Response(200)
+        return httpx.Response(401, headers={"www-authenticate": 'Bearer error="invalid_token"'})
+
+    auth = RefreshingAuth(
+        TokenPair("old", "r1"), token_url="https://issuer.test/oauth/token", client_id="c"
+    )
+    with httpx.Client(transport=httpx.MockTransport(api), auth=auth) as http:
+        assert http.get("https://api.test/x").status_code == 200
+
     heavy = ("sqlalchemy", "starlette", "fastapi", "prometheus_client", "alembic", "uvicorn")
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
     assert not loaded, loaded

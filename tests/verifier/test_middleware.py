@@ -79,6 +79,9 @@ def _check_denial(
     else:
         assert challenge.startswith('Bearer error="invalid_token", error_description="')
         assert body["action"] in ("reject", "refresh", "try_refresh")
+        # The same hint, machine-readable in the header (RFC 6750 section 3 auth-params).
+        assert f'keyturn_action="{body["action"]}"' in challenge
+        assert f'keyturn_code="{code}"' in challenge
 
 
 def _starlette_app(verifier: AsyncVerifier) -> Any:
@@ -148,9 +151,11 @@ def test_asgi_error_description_is_header_safe(issuer: FakeIssuer, clock: FakeCl
             async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
                 r = await client.get("/claims", headers={"authorization": f"Bearer {token}"})
         challenge = r.headers["www-authenticate"]
-        description = challenge.split('error_description="', 1)[1]
-        assert description.endswith('"') and '"' not in description[:-1]
+        # The description is followed by keyturn's own auth-params (keyturn_action, ...).
+        description, rest = challenge.split('error_description="', 1)[1].split('", ', 1)
+        assert '"' not in description
         assert "\\" not in description
+        assert rest.startswith('keyturn_action="reject"')
 
     asyncio.run(main())
 
@@ -243,3 +248,27 @@ def test_wsgi_middleware_answers_503_when_keys_are_unavailable(
     r = flask_client.get("/claims", headers={"authorization": f"Bearer {issuer.token(kid)}"})
     assert r.status_code == 503
     assert r.get_json()["code"] == "jwks_unavailable"
+
+
+def test_unknown_kid_challenge_says_try_refresh_on_asgi_and_wsgi(
+    issuer: FakeIssuer, clock: FakeClock, flask_client: Any
+) -> None:
+    """A token whose key is gone (rotated out, revoked) gets a 401 a client can act on from the
+    header alone: ``keyturn_action="try_refresh"`` (what ``keyturn.client`` refreshes on)."""
+    issuer.add_key()
+    gone = issuer.add_key(publish=False)
+    token = issuer.token(gone, aud="api")
+    expected = 'keyturn_action="try_refresh", keyturn_code="unknown_kid"'
+
+    async def main() -> httpx.Response:
+        async with _async_verifier(issuer, clock) as verifier:
+            transport = httpx.ASGITransport(app=_starlette_app(verifier))
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+                return await client.get("/claims", headers={"authorization": f"Bearer {token}"})
+
+    r = asyncio.run(main())
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].endswith(expected)
+    w = flask_client.get("/claims", headers={"authorization": f"Bearer {token}"})
+    assert w.status_code == 401
+    assert w.headers["www-authenticate"].endswith(expected)

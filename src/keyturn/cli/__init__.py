@@ -28,6 +28,7 @@ from keyturn.cli import (
     plan,
     rotate_due,
     serve,
+    sessions,
     tenant,
     token,
 )
@@ -61,6 +62,7 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     audit.register,
     serve.register,
     apikey.register,
+    sessions.register,
     diagnose.register,
     drill.register,
 )

@@ -31,11 +31,14 @@ from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, Revocat
 from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
+from keyturn.server.oauth import OAuthApp
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
+from keyturn.server.sessions_api import build_sessions_router
 from keyturn.server.signfast import SignFastApp, SignRoutes
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
+from keyturn.sessions.service import SessionService
 from keyturn.store.apikeys import APIKEY_NOTIFY_PREFIX, ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
@@ -408,9 +411,10 @@ def create_app(
     _install_error_handlers(api, metrics)
     # The one sign step of every sign route (FastAPI's and the fast path's).
     sign_step = service.sign
-    api.include_router(
-        build_router(ApiContext(service, api_keys, settings, metrics, sign=sign_step))
-    )
+    ctx = ApiContext(service, api_keys, settings, metrics, sign=sign_step)
+    api.include_router(build_router(ctx))
+    sessions = SessionService(service)
+    api.include_router(build_sessions_router(ctx, sessions))
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -459,6 +463,8 @@ def create_app(
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
+    # The OAuth token and revocation endpoints: bare ASGI, in front of the API.
+    fallback = OAuthApp(sessions, fallback, default_tenant=settings.default_tenant)
     public = PublicApp(
         cache,
         hub,

@@ -27,6 +27,7 @@ from keyturn.jwks_http import format_cache_control
 from keyturn.ring.model import KeyState, check_tenant_name
 from keyturn.ring.policy_contract import DURATION_FIELDS
 from keyturn.ring.ring import Ring
+from keyturn.server.oauth_metadata import discovery_fields
 from keyturn.service import KeyService, jwks_document
 
 DEFAULT_MAX_TENANTS = 10_000
@@ -153,13 +154,14 @@ def render(
     discovery: dict[str, Any] = {
         "issuer": tenant.issuer,
         "jwks_uri": jwks_http.jwks_url(base),
-        # keyturn signs tokens for an issuer; it is not an authorization server, so it claims
-        # no grant types and no authorization or token endpoint. The REQUIRED descriptive
-        # fields say what its tokens are: ID-token-shaped JWTs with public subjects.
+        # keyturn has no authorization endpoint (the app authenticates users itself and opens
+        # sessions through the API); its token endpoint serves client_credentials and
+        # refresh_token. The REQUIRED descriptive fields say what its tokens are: ID-token-
+        # shaped JWTs with public subjects.
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
-        "grant_types_supported": [],
+        **discovery_fields(base),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

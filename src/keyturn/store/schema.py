@@ -110,3 +110,6 @@ api_keys = Table(
     Column("last_used_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
 )
+
+# The sessions feature's tables, on this same metadata (migrations and drift checks see them).
+from keyturn.store import session_schema as _session_schema  # noqa: E402, F401

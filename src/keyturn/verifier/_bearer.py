@@ -99,6 +99,12 @@ def token_denied(exc: TokenError, realm: str | None) -> Denial:
         body = _problem(503, "Service Unavailable", exc.code, "cannot verify tokens now", "retry")
         headers = [("content-type", "application/problem+json"), ("retry-after", "5")]
         return Denial(503, headers, body)
-    challenge = prefix + f'error="invalid_token", error_description="{_quote(exc.detail)}"'
+    # RFC 6750 section 3 allows further auth-params: keyturn_action tells a client without
+    # parsing the body whether a refresh can help (try_refresh, refresh) or not (reject).
+    challenge = (
+        prefix
+        + f'error="invalid_token", error_description="{_quote(exc.detail)}", '
+        + f'keyturn_action="{exc.action}", keyturn_code="{_quote(exc.code, 64)}"'
+    )
     body = _problem(401, "Unauthorized", exc.code, exc.detail, exc.action)
     return Denial(401, _headers(challenge), body)

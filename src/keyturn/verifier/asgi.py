@@ -30,8 +30,9 @@ class BearerAuthMiddleware:
     Verified claims go to ``scope["state"]["keyturn_claims"]`` (in Starlette and FastAPI:
     ``request.state.keyturn_claims``; or use ``get_claims`` / ``claims_dependency``). A missing
     token gets 401 with a bare ``WWW-Authenticate: Bearer``; a bad one 401 with
-    ``error="invalid_token"`` and a problem+json body carrying the error ``code``; an
-    unavailable key set 503. WebSocket handshakes are closed with code 1008 instead.
+    ``error="invalid_token"``, ``keyturn_action`` (``try_refresh``, ``refresh`` or
+    ``reject``: what ``keyturn.client`` reads) and ``keyturn_code``, and a problem+json body
+    carrying the error ``code``; an unavailable key set 503. WebSocket handshakes are closed with code 1008 instead.
     ``exclude`` lists paths left unauthenticated: exact, or prefixes ending in ``/`` or ``*``.
     """
 

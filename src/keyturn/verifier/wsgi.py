@@ -27,7 +27,8 @@ class BearerAuthMiddleware:
 
     Flask: ``app.wsgi_app = BearerAuthMiddleware(app.wsgi_app, verifier=verifier)`` and read
     ``request.environ["keyturn.claims"]`` (or ``get_claims(request.environ)``). Responses for
-    missing or bad tokens are as in ``keyturn.verifier.asgi.BearerAuthMiddleware``.
+    missing or bad tokens are as in ``keyturn.verifier.asgi.BearerAuthMiddleware`` (the 401
+    challenge carries ``keyturn_action``, e.g. ``try_refresh``, for ``keyturn.client``).
     """
 
     def __init__(
