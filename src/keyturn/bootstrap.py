@@ -7,6 +7,7 @@ import os
 from keyturn.clock import ServiceClock
 from keyturn.config import Settings
 from keyturn.errors import TenantExistsError, TenantNotFoundError
+from keyturn.keys.backends import KeyBackends
 from keyturn.keys.sealing import Sealer
 from keyturn.ring.model import Policy
 from keyturn.service import KeyService
@@ -32,7 +33,9 @@ def open_service(
     sealer = Sealer(settings.master_keys(create=create))
     store = SqlStore(settings.database_url, fault_hook=_test_fault_hook())
     store.migrate()
-    service = KeyService(store, sealer, clock)
+    # The PKCS#11 module allow-list and PIN sources are read from the environment here, once;
+    # a PIN itself is read only when a token session logs in.
+    service = KeyService(store, sealer, clock, backends=KeyBackends.from_env(sealer, os.environ))
     if not settings.master_key_env:
         # The key file may gain a key while we run (`keyturn master-key rotate`): the service
         # reads it again when it meets a blob sealed under a key it has not loaded.
@@ -53,6 +56,7 @@ def ensure_default_tenant(service: KeyService, settings: Settings, *, actor: str
             issuer=settings.issuer_for(settings.default_tenant),
             policy=Policy(),
             actor=actor,
+            key_backend=settings.key_backend,
         )
     except TenantExistsError:  # another process created it first
         return False

@@ -9,7 +9,9 @@ Tree::
     │   ├── InvalidKeyError         key_invalid
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
-    │   └── TokenLifetimeError      token_lifetime_exceeded
+    │   ├── KeyBackendUnsupportedError key_backend_unsupported (import into a token, alg)
+    │   ├── TokenLifetimeError      token_lifetime_exceeded
+    │   └── ExportTamperedError     export_tampered
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
@@ -18,13 +20,20 @@ Tree::
     │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
+    │   ├── IssuerChangeError       issuer_change_refused
     │   ├── ConcurrentChangeError   concurrent_change
     │   ├── InvalidTransitionError  invalid_transition
     │   ├── ClientRevokedError      oauth_client_revoked
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
+    ├── StoreError                  store_error
+    ├── KeyBackendError             key_backend_failed   (nothing changed)
+    │   ├── TokenUnavailableError   token_unavailable    (module, token absent, session lost)
+    │   ├── TokenLoginError         token_login_failed   (wrong or missing PIN, PIN locked)
+    │   └── KeyObjectMissingError   key_object_missing   (the key's object is not in the token)
     ├── CacheBusyError              cache_busy
+    ├── DrillError                  drill_failed_to_run
     ├── AuthError                   unauthenticated
     │   └── ForbiddenError          forbidden
     ├── OAuthError                  oauth_error          (token endpoint; code = RFC error)
@@ -52,7 +61,7 @@ Tree::
         │   └── AudienceMismatchError audience_mismatch
         └── JWKSUnavailableError    jwks_unavailable     (action: retry)
             ├── DiscoveryError      discovery_failed
-            ├── ResponseTooLargeError  jwks_unavailable  (over the response size cap)
+            ├── ResponseTooLargeError  response_too_large
             └── FeedError           revocation_feed_failed
                 └── FeedTooLargeError  revocation_feed_too_large
 
@@ -118,6 +127,12 @@ class UnsupportedAlgorithmError(InvalidInputError):
     code = "alg_unsupported"
 
 
+class ExportTamperedError(InvalidInputError):
+    """A ring export failed its integrity check: changed, truncated, or not keyturn's."""
+
+    code = "export_tampered"
+
+
 class NotFoundError(KeyturnError):
     """Something named does not exist."""
 
@@ -158,6 +173,13 @@ class ConflictError(KeyturnError):
 
 class TenantExistsError(ConflictError):
     code = "tenant_exists"
+
+
+class IssuerChangeError(ConflictError):
+    """Changing a tenant's issuer breaks its live tokens (they carry the old ``iss``): refused
+    unless forced."""
+
+    code = "issuer_change_refused"
 
 
 class ConcurrentChangeError(ConflictError):
@@ -211,10 +233,53 @@ class StoreUnavailableError(KeyturnError):
     code = "store_unavailable"
 
 
+class KeyBackendUnsupportedError(InvalidInputError):
+    """The tenant's key backend cannot do this (import into a token, an algorithm it lacks)."""
+
+    code = "key_backend_unsupported"
+
+
+class KeyBackendError(KeyturnError):
+    """The key backend (a PKCS#11 token, a KMS) failed; no key state was changed."""
+
+    code = "key_backend_failed"
+
+
+class TokenUnavailableError(KeyBackendError):
+    """The PKCS#11 module cannot be loaded, the token is absent, or its session was lost."""
+
+    code = "token_unavailable"
+
+
+class TokenLoginError(KeyBackendError):
+    """The token refused the PIN (wrong, locked, expired) or no PIN source is configured."""
+
+    code = "token_login_failed"
+
+
+class KeyObjectMissingError(KeyBackendError):
+    """A key the ring holds has no private object in its backend (deleted outside keyturn)."""
+
+    code = "key_object_missing"
+
+
 class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
     code = "cache_busy"
+
+
+class StoreError(KeyturnError):
+    """The database refused a statement (not unavailable: a bug or a constraint). Described by
+    the statement's kind, never its values."""
+
+    code = "store_error"
+
+
+class DrillError(KeyturnError):
+    """``keyturn drill`` could not run (not: it ran and failed; that is a report)."""
+
+    code = "drill_failed_to_run"
 
 
 class OAuthError(KeyturnError):
@@ -347,7 +412,9 @@ class DiscoveryError(JWKSUnavailableError):
 
 
 class ResponseTooLargeError(JWKSUnavailableError):
-    """A response over ``HTTPOptions.max_response_bytes`` (same code: the set is unavailable)."""
+    """A response over ``HTTPOptions.max_response_bytes``: not read further."""
+
+    code = "response_too_large"
 
 
 class FeedError(JWKSUnavailableError):

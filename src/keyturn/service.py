@@ -13,10 +13,11 @@ is the faces' only way to the data: besides the operations it has the reads they
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +28,26 @@ from keyturn.errors import (
     ConcurrentChangeError,
     InvalidInputError,
     InvalidTransitionError,
+    IssuerChangeError,
+    KeyBackendError,
     KeyCapError,
     KeyNotFoundError,
+    MalformedTokenError,
     MasterKeyError,
     TokenLifetimeError,
 )
 from keyturn.keys.algorithms import Alg, PrivateKey, check_key_for_alg
-from keyturn.keys.generate import generate_private_key
+from keyturn.keys.backends import SOFTWARE, BackendKind, BackendSpec, KeyBackend, KeyBackends
 from keyturn.keys.importing import ImportFormat, import_key
-from keyturn.keys.jwk import public_jwk
 from keyturn.keys.sealing import Sealer
+from keyturn.ring.issuer import check_issuer
 from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
 from keyturn.ring.policy import validate_policy
 from keyturn.ring.policy_contract import PolicyChange
-from keyturn.ring.records import AuditRecord, RotationRow, Tenant
+from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
 from keyturn.store.interface import KeyStore, StoreTx
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 from keyturn.tokens.keyset import MAX_JWKS_KEYS, KeySet
 from keyturn.tokens.signer import TokenSigner, issue_claims
 from keyturn.tokens.verify import verify_token
@@ -88,6 +93,7 @@ class _Prepared:
     keyset: KeySet
     revoked: frozenset[str]
     algs: frozenset[Alg]
+    signer_error: KeyBackendError | None = None
 
 
 def _check_reason(reason: str) -> str:
@@ -133,9 +139,14 @@ class KeyService:
         *,
         on_change: Callable[[str], None] | None = None,
         revalidate_after: float = DEFAULT_REVALIDATE_AFTER,
+        backends: KeyBackends | None = None,
     ) -> None:
         self.store = store
-        self.sealer = sealer
+        self.backends = backends or KeyBackends(sealer)
+        self.sealer = sealer  # the software backend's, through the property below
+        # Software keys are opened through the service, which reloads the master keys once
+        # when a blob names one it has not loaded (see ``_open``).
+        self.backends.software.open_sealed = self._open
         self.clock: ServiceClock = clock or SystemClock()
         self.on_change = on_change
         self._prepared: dict[str, _Prepared] = {}
@@ -157,10 +168,23 @@ class KeyService:
         self.reload_sealer: Callable[[], Sealer] | None = None
         self._sealer_reloaded_at = -math.inf
 
+    @property
+    def sealer(self) -> Sealer:
+        """The master keys software keys are sealed under (one owner: the software backend)."""
+        return self.backends.software.sealer
+
+    @sealer.setter
+    def sealer(self, sealer: Sealer) -> None:
+        self.backends.software.sealer = sealer
+
     # --- key material --------------------------------------------------------------------
+    def backend(self, tenant: Tenant) -> KeyBackend:
+        """The one place a tenant's key backend is chosen: from its record."""
+        return self.backends.for_spec(tenant.key_backend)
+
     def _record(
         self,
-        tenant: str,
+        tenant: Tenant,
         alg: Alg,
         rsa_bits: int,
         *,
@@ -169,24 +193,89 @@ class KeyService:
         x5c: list[str] | None = None,
         x5t: str | None = None,
     ) -> KeyRecord:
-        key = key or generate_private_key(alg, rsa_bits)
-        # The JWK's kid is the RFC 7638 thumbprint; computed once (the sweep makes many keys).
-        jwk = public_jwk(key, alg, None, x5c, x5t)
-        kid = jwk["kid"]
-        blob, mkid = self.sealer.seal(key, tenant, kid)
+        backend = self.backend(tenant)
+        if key is None:
+            new = backend.generate(tenant.name, alg, rsa_bits)
+        else:
+            new = backend.adopt(tenant.name, alg, key, x5c=x5c, x5t=x5t)
+        ref = new.ref
         return KeyRecord(
-            kid=kid,
+            kid=new.kid,
             alg=alg,
             state=KeyState.NEXT,
-            public_jwk=jwk,
+            public_jwk=new.public_jwk,
             created_at=0.0,
-            sealed_private=blob,
-            master_key_id=mkid,
+            sealed_private=ref.sealed_private,
+            master_key_id=ref.master_key_id,
             origin=origin,
+            token_object_id=ref.token_object_id,
+            token_label=ref.token_label,
         )
 
     def _new_key(self, tenant: Tenant) -> KeyRecord:
-        return self._record(tenant.name, tenant.policy.alg, tenant.policy.rsa_bits)
+        return self._record(tenant, tenant.policy.alg, tenant.policy.rsa_bits)
+
+    @contextlib.contextmanager
+    def _discard_on_error(self, tenant: Tenant, *recs: KeyRecord | None) -> Iterator[None]:
+        """Keys made for an operation that then failed are destroyed in their token.
+
+        Software keys need nothing (they never reached the database); a token object that no
+        ring row names would otherwise stay in the token for ever.
+        """
+        try:
+            yield
+        except BaseException:
+            for rec in recs:
+                if rec is not None and rec.token_object_id is not None:
+                    with contextlib.suppress(Exception):
+                        self.backend(tenant).destroy(tenant.name, rec.kid, rec.ref)
+            raise
+
+    def _destroy_private(
+        self,
+        tx: StoreTx,
+        tenant: Tenant,
+        keys_before: list[KeyRecord],
+        change: Change,
+        now: float,
+        actor: str,
+    ) -> None:
+        """Inside the transaction, as its last step: destroy the token objects of keys this
+        change retires or revokes, and audit each. A token failure raises, so the transaction
+        rolls back and no key state changes; destroying is idempotent, so the retry succeeds.
+        A key about to become current must still have its object (a dangling next is never
+        promoted)."""
+        if tenant.key_backend.kind == BackendKind.SOFTWARE:
+            return
+        backend = self.backend(tenant)
+        before = {k.kid: k for k in keys_before}
+        for rec in change.updated + change.created:
+            if rec.state == KeyState.CURRENT and rec.token_object_id is not None:
+                backend.signer(tenant.name, rec.kid, rec.alg, rec.ref)
+        doomed = [
+            rec
+            for rec in change.updated
+            if rec.state in (KeyState.RETIRED, KeyState.REVOKED)
+            and rec.token_object_id is not None
+            and before.get(rec.kid) is not None
+            and before[rec.kid].state not in (KeyState.RETIRED, KeyState.REVOKED)
+        ]
+        for rec in doomed:
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="key.destroyed",
+                tenant=tenant.name,
+                kid=rec.kid,
+                details={
+                    "backend": tenant.key_backend.kind.value,
+                    "token_object_id": rec.token_object_id,
+                    "token_label": rec.token_label,
+                    "state": rec.state.value,
+                },
+            )
+        for rec in doomed:
+            backend.destroy(tenant.name, rec.kid, rec.ref)
 
     # --- reads ---------------------------------------------------------------------------
     def tenant(self, name: str) -> Tenant:
@@ -224,6 +313,7 @@ class KeyService:
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,
@@ -235,6 +325,7 @@ class KeyService:
             tenant=tenant,
             kid=kid,
             event_name=event_name,
+            actor=actor,
             since=since,
             until=until,
             after_id=after_id,
@@ -245,6 +336,27 @@ class KeyService:
     def verify_audit_chain(self) -> list[str]:
         """Problems in the audit hash chain; empty when intact."""
         return self.store.verify_audit_chain()
+
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor:
+        """The audit trail's head hash and record count (after the first ``count`` records)."""
+        return self.store.audit_anchor(count)
+
+    def verify_audit_anchor(self, expect: AuditAnchor) -> list[str]:
+        """Problems between an anchor saved earlier and the trail now: the first
+        ``expect.count`` records must still be there and hash to ``expect.head`` (records
+        appended since are fine)."""
+        now = self.store.audit_anchor(expect.count)
+        if now.count < expect.count:
+            return [
+                f"audit trail has {now.count} records, fewer than the {expect.count} anchored: "
+                "records were deleted"
+            ]
+        if now.head != expect.head:
+            return [
+                f"audit head after {expect.count} records is {now.head}, not the anchored "
+                f"{expect.head}: anchored records were changed or removed"
+            ]
+        return []
 
     def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]:
         """Rotation timing of at most ``limit`` tenants, soonest due first; and the count."""
@@ -270,16 +382,19 @@ class KeyService:
         policy: Policy,
         force: bool = False,
         actor: str,
+        key_backend: BackendSpec = SOFTWARE,
     ) -> Outcome:
         check_tenant_name(name)
-        if not issuer.startswith(("https://", "http://")):
-            raise InvalidInputError(f"issuer must be an http(s) URL, got {issuer!r}")
+        check_issuer(issuer)
         violations = validate_policy(policy, force=force)
-        placeholder = Tenant(0, name, issuer, policy, force, 0, 0.0, 0.0)
-        cur, nxt = self._new_key(placeholder), self._new_key(placeholder)
+        self.backends.validate(key_backend)
+        placeholder = Tenant(0, name, issuer, policy, force, 0, 0.0, 0.0, key_backend)
+        cur = self._new_key(placeholder)
+        with self._discard_on_error(placeholder, cur):
+            nxt = self._new_key(placeholder)
         now = self.clock.now()
-        with self.store.write() as tx:
-            tenant = tx.create_tenant(name, issuer, policy, bool(violations), now)
+        with self._discard_on_error(placeholder, cur, nxt), self.store.write() as tx:
+            tenant = tx.create_tenant(name, issuer, policy, bool(violations), now, key_backend)
             ring = Ring(name, policy, [])
             change = ring.bootstrap(now, cur, nxt)
             tx.apply(tenant, change, now)
@@ -288,7 +403,12 @@ class KeyService:
                 actor=actor,
                 event="tenant.created",
                 tenant=name,
-                details={"issuer": issuer, "policy": policy.to_dict()},
+                details={"issuer": issuer, "policy": policy.to_dict()}
+                | (
+                    {"key_backend": key_backend.to_dict()}
+                    if key_backend.kind != BackendKind.SOFTWARE
+                    else {}
+                ),
             )
             if violations:
                 tx.audit(
@@ -332,6 +452,42 @@ class KeyService:
         )
         return self.change_policy(name, change, actor=actor, force=force)
 
+    def change_issuer(
+        self, name: str, issuer: str, *, actor: str, force: bool = False, reason: str | None = None
+    ) -> Outcome:
+        """Give a tenant another issuer (audited). Tokens already issued carry the old ``iss``
+        and fail verifiers that expect the new one, so this is refused unless ``force``."""
+        check_issuer(issuer)
+        if reason is not None:
+            reason = _check_reason(reason)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.tenant(name)
+            if tenant.issuer == issuer:
+                return Outcome(
+                    tenant, Change(warnings=[f"the issuer of {name} is already {issuer}"])
+                )
+            if not force:
+                raise IssuerChangeError(
+                    f"tenant {name} has issuer {tenant.issuer}: tokens it issued carry that "
+                    f"issuer and fail verifiers expecting {issuer} until they expire (at most "
+                    f"the token ttl); give force (--force) to change it anyway"
+                )
+            old = tenant.issuer
+            tx.update_issuer(tenant, issuer, now)
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="tenant.issuer_changed",
+                tenant=name,
+                reason=reason,
+                details={"old": old, "new": issuer, "forced": True},
+            )
+            tenant = tx.tenant(name)
+        self._changed(name)
+        change = Change(events=[Event("tenant.issuer_changed", None, {"old": old, "new": issuer})])
+        return Outcome(tenant, change)
+
     def change_policy(
         self, name: str, update: PolicyChange, *, actor: str, force: bool = False
     ) -> Outcome:
@@ -341,13 +497,14 @@ class KeyService:
         violations = validate_policy(policy, force=force)
         new_next = None
         if (policy.alg, policy.rsa_bits) != (current.policy.alg, current.policy.rsa_bits):
-            new_next = self._record(name, policy.alg, policy.rsa_bits)
+            new_next = self._record(current, policy.alg, policy.rsa_bits)
         now = self.clock.now()
-        with self.store.write() as tx:
+        with self._discard_on_error(current, new_next), self.store.write() as tx:
             tenant = tx.tenant(name)
             if tenant.policy != current.policy:
                 raise ConcurrentChangeError(f"the policy of {name} changed meanwhile; try again")
             ring = Ring(name, policy, tx.keys(tenant))
+            keys_before = list(ring.keys)  # the ring's operations update it in place
             tx.update_policy(tenant, policy, bool(violations), now)
             tx.audit(
                 at=now,
@@ -368,13 +525,14 @@ class KeyService:
             if new_next is not None:
                 # A new algorithm or key size reaches signing through the next key, so it
                 # is pre-published like any other: replace next now, switch at rotation.
-                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None)
+                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None, replace_next=True)
                 change.updated += change2.updated
                 change.created += change2.created
                 change.events += [e for e in change2.events if e.event != "key.imported"]
                 change.events.append(Event("key.created", new_next.kid, {"state": "next"}))
             tx.apply(tenant, change, now)
             tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=None)
+            self._destroy_private(tx, tenant, keys_before, change, now, actor)
             tenant = tx.tenant(name)
         self._changed(name)
         return Outcome(tenant, change, violations)
@@ -386,14 +544,22 @@ class KeyService:
         actor: str,
         reason: str | None,
         fn: Callable[[StoreTx, Tenant, Ring, float], Change],
+        fresh: tuple[Tenant, list[KeyRecord | None]] | None = None,
     ) -> Outcome:
         now = self.clock.now()
-        with self.store.write() as tx:
+        discard = (
+            self._discard_on_error(fresh[0], *fresh[1])
+            if fresh is not None
+            else contextlib.nullcontext()
+        )
+        with discard, self.store.write() as tx:
             tenant = tx.tenant(name)
             ring = Ring(name, tenant.policy, tx.keys(tenant))
+            keys_before = list(ring.keys)  # the ring's operations update it in place
             change = fn(tx, tenant, ring, now)
             tx.apply(tenant, change, now)
             tx.audit_events(change.events, at=now, actor=actor, tenant=name, reason=reason)
+            self._destroy_private(tx, tenant, keys_before, change, now, actor)
             tenant = tx.tenant(name)
         if not change.empty:
             self._changed(name)
@@ -419,7 +585,7 @@ class KeyService:
             _check_key_cap(ring, 1, "rotating now")
             return ring.rotate(now, new_next)
 
-        return self._transition(name, actor, reason, fn)
+        return self._transition(name, actor, reason, fn, (tenant, [new_next]))
 
     def revoke(self, name: str, kid: str, *, reason: str, actor: str) -> Outcome:
         """Revoke ``kid``; revoking the current key promotes next in the same transaction."""
@@ -433,7 +599,7 @@ class KeyService:
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.revoke(kid, now, reason, replacement)
 
-        return self._transition(name, actor, reason, fn)
+        return self._transition(name, actor, reason, fn, (tenant, [replacement]))
 
     def rotate_and_revoke(self, name: str, *, reason: str, actor: str) -> Outcome:
         """The compromised-key answer: revoke the current key, next signs at once."""
@@ -446,12 +612,14 @@ class KeyService:
         """The leaked-store answer: revoke every published key; fresh current and next."""
         reason = _check_reason(reason)
         tenant = self.store.tenant(name)
-        new_cur, new_next = self._new_key(tenant), self._new_key(tenant)
+        new_cur = self._new_key(tenant)
+        with self._discard_on_error(tenant, new_cur):
+            new_next = self._new_key(tenant)
 
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.revoke_all(now, reason, new_cur, new_next)
 
-        return self._transition(name, actor, reason, fn)
+        return self._transition(name, actor, reason, fn, (tenant, [new_cur, new_next]))
 
     def import_key(
         self,
@@ -462,14 +630,17 @@ class KeyService:
         fmt: ImportFormat | None = None,
         password: bytes | None = None,
         as_state: KeyState = KeyState.NEXT,
+        replace_next: bool = False,
     ) -> Outcome:
-        """Import a private key into the ring (as next by default: pre-published like any key)."""
+        """Import a private key into the ring (as next by default: pre-published like any key).
+        An existing next key is replaced (retired, private key destroyed) only with
+        ``replace_next``."""
         tenant = self.store.tenant(name)
         imported = import_key(data, fmt=fmt, password=password, alg=None)
         # The imported key must serve the tenant's algorithm: one tenant signs with one alg.
         check_key_for_alg(imported.private_key, tenant.policy.alg)
         rec = self._record(
-            name,
+            tenant,
             tenant.policy.alg,
             tenant.policy.rsa_bits,
             key=imported.private_key,
@@ -481,7 +652,7 @@ class KeyService:
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             if as_state != KeyState.NEXT:  # an imported next replaces the next key
                 _check_key_cap(ring, 1, f"importing a key as {as_state.value}")
-            return ring.place_imported(now, rec, as_state, None)
+            return ring.place_imported(now, rec, as_state, None, replace_next=replace_next)
 
         return self._transition(name, actor, None, fn)
 
@@ -500,7 +671,7 @@ class KeyService:
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             return ring.sweep(now, new_next)
 
-        return self._transition(name, actor, None, fn)
+        return self._transition(name, actor, None, fn, (tenant, [new_next]))
 
     def sweep(self, *, actor: str = "scheduler", batch: int = 200) -> list[Outcome]:
         """One pass over every tenant with something due (``keyturn rotate-due``).
@@ -514,11 +685,25 @@ class KeyService:
         results: list[Outcome] = []
         with self.store.read() as tx:
             due = tx.due_tenant_ids(self.clock.now())
+        backend_error: KeyBackendError | None = None
         for start in range(0, len(due), batch):
             chunk = dict(due[start : start + batch])
             now = self.clock.now()
             with self.store.read() as tx:
                 candidates = [(t, chunk[t.id]) for t in tx.tenants_by_id(list(chunk))]
+            # Token-backed tenants go one transaction each: destroying a retired key's object
+            # is part of its transaction, and one absent token must not hold back the batch.
+            for t in [t for t, _ in candidates if t.key_backend.kind != BackendKind.SOFTWARE]:
+                try:
+                    out = self.sweep_tenant(t.name, actor=actor)
+                except KeyBackendError as exc:
+                    backend_error = backend_error or exc
+                    continue
+                if not out.change.empty:
+                    results.append(out)
+            candidates = [
+                (t, d) for t, d in candidates if t.key_backend.kind == BackendKind.SOFTWARE
+            ]
             fresh = {t.id: self._new_key(t) for t, rotation_due in candidates if rotation_due}
             with self.store.write() as tx:
                 locked = tx.lock_tenants([t.id for t, _ in candidates])
@@ -548,6 +733,9 @@ class KeyService:
             for t, change in done:
                 self._changed(t.name)
                 results.append(Outcome(t, change))
+        if backend_error is not None:
+            # The other tenants were swept; the failure is still the caller's to report.
+            raise backend_error
         return results
 
     # --- master key ----------------------------------------------------------------------
@@ -666,9 +854,14 @@ class KeyService:
         tenant, ring = self.ring(name)
         cur = ring.current
         signer = None
-        if cur is not None and cur.sealed_private is not None and cur.master_key_id is not None:
-            priv = self._open(cur.sealed_private, cur.master_key_id, name, cur.kid)
-            signer = TokenSigner(priv, cur.alg, cur.kid)
+        signer_error = None
+        if cur is not None and cur.has_private:
+            try:
+                raw = self.backend(tenant).signer(name, cur.kid, cur.alg, cur.ref)
+                signer = TokenSigner(raw, cur.alg, cur.kid)
+            except KeyBackendError as exc:
+                # Verifying needs no private key: keep serving it; signing reports this.
+                signer_error = exc
         doc = jwks_document(ring)
         prepared = _Prepared(
             key_version=tenant.key_version,
@@ -678,6 +871,7 @@ class KeyService:
             keyset=KeySet.from_jwks(doc, max_keys=None),
             revoked=frozenset(k.kid for k in ring.keys if k.state == KeyState.REVOKED),
             algs=frozenset(k.alg for k in ring.published),
+            signer_error=signer_error,
         )
         with self._lock:
             self._prepared[name] = prepared
@@ -692,6 +886,12 @@ class KeyService:
         """
         for attempt in (1, 2):
             p = self.prepared(name)
+            if p.signer is None and p.signer_error is not None:
+                # The token may be back: try once more before reporting the backend's error.
+                self.invalidate(name)
+                p = self.prepared(name)
+                if p.signer_error is not None:
+                    raise p.signer_error
             if p.signer is None:
                 raise InvalidTransitionError(
                     f"tenant {name} has no current key with private material"
@@ -792,7 +992,26 @@ class KeyService:
             audience=audience,
             revoked=p.revoked,
         )
+        if json_too_deep(claims):
+            # Verified, but neither the API nor the command line could print it.
+            raise MalformedTokenError(f"claims nested deeper than {MAX_JSON_DEPTH} levels")
         return claims, parsed.kid
+
+    def check_key_backends(self) -> None:
+        """Raise the first key-backend failure: every token answers and holds each tenant's
+        current key (readiness). Software tenants need no check."""
+        checked: set[int] = set()
+        for tenant in self.store.tenants():
+            if tenant.key_backend.kind == BackendKind.SOFTWARE:
+                continue
+            backend = self.backend(tenant)
+            if id(backend) not in checked:
+                backend.check()
+                checked.add(id(backend))
+            _, ring = self.ring(tenant.name)
+            cur = ring.current
+            if cur is not None and cur.has_private:
+                backend.signer(tenant.name, cur.kid, cur.alg, cur.ref)
 
     def find_key(self, name: str, kid: str) -> KeyRecord:
         _, ring = self.ring(name)

@@ -23,11 +23,15 @@ class _Probe:
         return None
 
 
-EXP = time.time() + 3600  # far from expiry: every answer is judged
 BASE = time.monotonic() - 10.0  # records carry monotonic times; "10.0" below is BASE + 10 s
 
 
-def _rec(at: float, kid: str, code: str | None, *, old: bool = False, exp: float = EXP) -> Record:
+def _rec(
+    at: float, kid: str, code: str | None, *, old: bool = False, expired: bool = False
+) -> Record:
+    # exp is wall time: an hour after the answer, or a minute before it when ``expired``.
+    wall = BASE + at + (time.time() - time.monotonic())
+    exp = wall - 60 if expired else wall + 3600
     return Record(at=BASE + at, kid=kid, exp=exp, old=old, code=code)
 
 
@@ -63,8 +67,10 @@ def test_late_or_never_is_a_failure_for_keyturn_and_information_otherwise() -> N
 
 
 def test_expired_tokens_prove_nothing() -> None:
-    gone = time.time() - 60
-    records = [_rec(10.1, "new", "expired", exp=gone), _rec(10.2, "old", "expired", exp=gone)]
+    records = [
+        _rec(10.1, "new", "expired", expired=True),
+        _rec(10.2, "old", "expired", expired=True),
+    ]
     result = _judge(_Probe(), records, frozenset({"old"}), BASE + 10.0)
     assert result.valid_rejected == 0
     assert result.old_rejected_after is None

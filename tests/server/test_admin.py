@@ -12,7 +12,8 @@ from keyturn.clock import FakeClock
 from keyturn.config import Settings
 from keyturn.keys.algorithms import Alg
 from keyturn.ring.model import KeyState, Policy
-from keyturn.server.admin import SESSION_TTL, Safe, e, fmt
+from keyturn.server.admin import SESSION_TTL
+from keyturn.server.admin.templating import environment
 from keyturn.server.app import KeyturnApp
 from keyturn.service import KeyService
 from keyturn.store.apikeys import ApiKeyStore
@@ -453,10 +454,16 @@ async def test_every_value_is_escaped(
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
 
 
-def test_fmt_escapes_arguments_but_not_safe_markup() -> None:
-    assert fmt("<b>{}</b>", '<i a="1">') == "<b>&lt;i a=&quot;1&quot;&gt;</b>"
-    assert fmt("<p>{x}</p>", x=Safe("<i>ok</i>")) == "<p><i>ok</i></p>"
-    assert e("'") == "&#x27;"
+def test_templates_escape_every_value_svg_included() -> None:
+    # The string-building helpers (Safe, e, fmt) gave way to Jinja2 templates: the same rule,
+    # now held by autoescape on every template, .svg too (Starlette's default would not).
+    env = environment()
+    assert env.from_string("<b>{{ v }}</b>").render(v='<i a="1">') == (
+        "<b>&lt;i a=&#34;1&#34;&gt;</b>"
+    )
+    assert env.from_string("{{ v }}").render(v="'") == "&#39;"
+    svg = env.get_template("timeline.svg")
+    assert svg.environment.autoescape is True
 
 
 async def test_sessions_are_valid_on_every_process_sharing_the_master_key(

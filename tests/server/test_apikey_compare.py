@@ -122,3 +122,39 @@ async def test_over_http_every_bearer_key_is_compared(
     assert r.json()["detail"] == "invalid or revoked API key"
     hashed = [c for c in compares if _sha256_hex(SECRET) in c]
     assert len(hashed) == 1
+
+
+def test_last_used_is_written_again_exactly_at_the_touch_interval(
+    api_keys: ApiKeyStore, clock: Any
+) -> None:
+    """TOUCH_INTERVAL (60 s) after the last write, the next use writes again (not 61 s)."""
+    rec, token = api_keys.create("admin", actor="test")
+    assert api_keys.authenticate(token) is not None
+    first = api_keys.get(rec.key_id).last_used_at
+    clock.advance(59)
+    api_keys.authenticate(token)
+    assert api_keys.get(rec.key_id).last_used_at == first
+    clock.advance(1)
+    api_keys.authenticate(token)
+    assert api_keys.get(rec.key_id).last_used_at == first + 60
+
+
+def test_record_and_audit_fields_are_named_literally(api_keys: ApiKeyStore) -> None:
+    """The JSON of `keyturn apikey list --json` and the audit details of a revocation."""
+    rec, _ = api_keys.create("viewer", tenant="default", description="ci", actor="test")
+    assert set(rec.to_dict()) == {
+        "key_id",
+        "role",
+        "tenant",
+        "description",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    }
+    assert rec.to_dict()["tenant"] == "default" and rec.to_dict()["description"] == "ci"
+    api_keys.revoke(rec.key_id, actor="test")
+    revoked = api_keys.get(rec.key_id).to_dict()
+    assert revoked["revoked_at"] is not None and revoked["last_used_at"] is None
+    events = api_keys.store.audit_records(tenant="default", limit=10)
+    done = next(e for e in events if e.event == "apikey.revoked")
+    assert done.details == {"key_id": rec.key_id, "role": "viewer"}

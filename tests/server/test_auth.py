@@ -69,7 +69,15 @@ TENANT_ROUTES = [
     ),
     RouteCase("POST", "/tenants/{t}/tokens/verify", Right.VERIFY, {"token": "a.b.c"}),
     RouteCase("PATCH", "/tenants/{t}/policy", Right.MANAGE, {"token_ttl": 1800.0}),
-    RouteCase("POST", "/tenants/{t}/keys/import", Right.MANAGE, {"key": _ed25519_pem_b64()}),
+    RouteCase(
+        "PUT", "/tenants/{t}/issuer", Right.MANAGE, {"issuer": "https://x.test", "force": True}
+    ),
+    RouteCase(
+        "POST",
+        "/tenants/{t}/keys/import",
+        Right.MANAGE,
+        {"key": _ed25519_pem_b64(), "replace_next": True},
+    ),
     RouteCase("POST", "/tenants/{t}/keys/rotate", Right.MANAGE, {}),
     RouteCase("POST", "/tenants/{t}/keys/{kid}/revoke", Right.MANAGE, {"reason": "t"}),
     RouteCase("POST", "/tenants/{t}/keys/rotate-and-revoke", Right.MANAGE, {"reason": "t"}),

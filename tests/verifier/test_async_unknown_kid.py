@@ -87,19 +87,22 @@ async def test_cooldown_is_not_waited_on(issuer: FakeIssuer, clock: FakeClock) -
         assert issuer.fetches == 2
 
         late = issuer.add_key()  # a real new key, inside the cooldown
+        # Issued at the moment of the last fetch, not after it: the cooldown applies in full
+        # (a token issued later may refresh once per fresh_cooldown, see test_emergency.py).
+        late_token = issuer.token(late)
         started = time.monotonic()
         with pytest.raises(UnknownKidError) as info:
-            await verifier.verify(issuer.token(late))
+            await verifier.verify(late_token)
         assert time.monotonic() - started < 0.5, "callers must not wait for the cooldown to end"
         assert info.value.action == "try_refresh"
         assert issuer.fetches == 2
 
         clock.advance(29)  # one second short of the cooldown: still no fetch
         with pytest.raises(UnknownKidError):
-            await verifier.verify(issuer.token(late))
+            await verifier.verify(late_token)
         assert issuer.fetches == 2
         clock.advance(1)
-        assert (await verifier.verify(issuer.token(late)))["sub"] == "alice"
+        assert (await verifier.verify(late_token))["sub"] == "alice"
         assert issuer.fetches == 3
 
 
@@ -182,10 +185,14 @@ async def test_concurrent_unknown_kids_share_one_fetch(
         max_size=60,
     ),
     cooldown=st.sampled_from([5.0, 30.0]),
+    fresh=st.booleans(),
 )
 def test_flood_of_random_kids_fetches_at_most_once_per_cooldown(
-    steps: list[tuple[float, str]], cooldown: float
+    steps: list[tuple[float, str]], cooldown: float, fresh: bool
 ) -> None:
+    # As in test_unknown_kid.py: replayed tokens once per cooldown, tokens claiming to be newer
+    # than the cached set once per fresh_cooldown (issue #12).
+    limit = 1.0 if fresh else cooldown
     clock = FakeClock(START)
     issuer = FakeIssuer(clock)
     issuer.add_key()
@@ -204,19 +211,20 @@ def test_flood_of_random_kids_fetches_at_most_once_per_cooldown(
             handler=handler,
             algorithms=["ES256"],
             jwks_url=JWKS_URL,
-            unknown_kid=UnknownKidOptions(cooldown=cooldown),
+            unknown_kid=UnknownKidOptions(cooldown=cooldown, fresh_cooldown=1.0),
         ) as verifier:
             await verifier.cache.get()
             for advance, kid in steps:
                 clock.advance(advance)
+                iat = None if fresh else int(START) - 1
                 with pytest.raises(UnknownKidError):
-                    await verifier.verify(_forged(issuer, kid))
+                    await verifier.verify(_forged(issuer, kid, iat=iat))
 
     asyncio.run(main())
     flood = fetch_times[1:]
-    assert all(b - a >= cooldown for a, b in itertools.pairwise(flood))
+    assert all(b - a >= limit for a, b in itertools.pairwise(flood))
     elapsed = clock.now() - START
-    assert len(flood) <= elapsed // cooldown + 1
+    assert len(flood) <= elapsed // limit + 1
 
 
 async def test_unknown_kid_while_the_jwks_is_unreachable_is_unavailable_not_unknown(

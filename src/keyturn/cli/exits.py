@@ -15,6 +15,7 @@ EXIT_TOKEN_INVALID = 7
 EXIT_STORE_UNAVAILABLE = 8
 EXIT_CONFIG = 9
 EXIT_DRILL_FAILED = 20  # `keyturn drill` ran and failed (diagnose's verdicts use 10-19)
+EXIT_KEY_BACKEND = 21  # a PKCS#11 token absent, its PIN refused, a key's object missing
 
 _EXIT_BY_ERROR: list[tuple[type[E.KeyturnError], int]] = [
     (E.NotFoundError, EXIT_NOT_FOUND),
@@ -23,6 +24,7 @@ _EXIT_BY_ERROR: list[tuple[type[E.KeyturnError], int]] = [
     (E.TokenError, EXIT_TOKEN_INVALID),
     (E.InvalidInputError, EXIT_INVALID_INPUT),
     (E.StoreUnavailableError, EXIT_STORE_UNAVAILABLE),
+    (E.KeyBackendError, EXIT_KEY_BACKEND),
     (E.ConfigError, EXIT_CONFIG),
 ]
 

@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from keyturn.drill.probes import DEFAULT_KINDS, Probe, Target, make_probes
-from keyturn.errors import ConfigError, InvalidInputError, KeyturnError
+from keyturn.errors import ConfigError, DrillError, InvalidInputError
 from keyturn.verifier import DEFAULT_POLL_INTERVAL
 
 Action = Literal["rotate", "rotate-and-revoke", "revoke-all"]
@@ -136,12 +136,6 @@ class DrillReport:
             "passed": self.passed,
             "duration": round(self.duration, 3),
         }
-
-
-class DrillError(KeyturnError):
-    """The drill could not run (not: it ran and failed; that is a report with passed=False)."""
-
-    code = "drill_failed_to_run"
 
 
 def _kid_and_exp(token: str) -> tuple[str, float]:

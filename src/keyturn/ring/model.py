@@ -9,6 +9,7 @@ from typing import Any
 
 from keyturn.errors import InvalidInputError
 from keyturn.keys.algorithms import DEFAULT_RSA_BITS, Alg
+from keyturn.keys.backends.base import KeyRef
 
 # \Z, not $: "$" also matches before a trailing newline, so "a\n" would pass.
 TENANT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -42,6 +43,8 @@ class Policy:
 
     ``token_ttl`` is T (longest token lifetime), ``jwks_max_age`` is C (the JWKS
     ``Cache-Control: max-age``), ``clock_skew`` is S, ``rotation_period`` is R.
+    ``auto_rotate`` off: the scheduler never rotates (operators do, with the same safety rules);
+    it still retires previous keys when their retention ends.
     """
 
     alg: Alg = Alg.RS256
@@ -50,6 +53,7 @@ class Policy:
     jwks_max_age: float = 600
     clock_skew: float = 60
     rsa_bits: int = DEFAULT_RSA_BITS
+    auto_rotate: bool = True
 
     def __post_init__(self) -> None:
         # Accept "ES256" as well as Alg.ES256, and refuse anything else here, not later.
@@ -76,6 +80,7 @@ class Policy:
             "jwks_max_age": self.jwks_max_age,
             "clock_skew": self.clock_skew,
             "rsa_bits": self.rsa_bits,
+            "auto_rotate": self.auto_rotate,
         }
 
 
@@ -97,17 +102,38 @@ class KeyRecord:
     revoked_at: float | None = None
     revocation_reason: str | None = None
     origin: str = "generated"
+    # A key in a token (PKCS#11): its CKA_ID (hex) and CKA_LABEL; never key material. Kept
+    # after retire/revoke, when the object itself has been destroyed, for the audit trail.
+    token_object_id: str | None = None
+    token_label: str | None = None
 
     @property
     def published(self) -> bool:
         return self.state in PUBLISHED_STATES
+
+    @property
+    def has_private(self) -> bool:
+        """True while the key can sign somewhere: a sealed blob, or a live token object."""
+        if self.state in (KeyState.RETIRED, KeyState.REVOKED):
+            return self.sealed_private is not None
+        return self.sealed_private is not None or self.token_object_id is not None
+
+    @property
+    def ref(self) -> KeyRef:
+        """What a key backend needs to find this key's private half."""
+        return KeyRef(
+            sealed_private=self.sealed_private,
+            master_key_id=self.master_key_id,
+            token_object_id=self.token_object_id,
+            token_label=self.token_label,
+        )
 
     def evolve(self, **changes: Any) -> KeyRecord:
         return replace(self, **changes)
 
     def public_view(self) -> dict[str, Any]:
         """Everything about the key that may be shown: never the sealed private material."""
-        return {
+        view = {
             "kid": self.kid,
             "alg": self.alg.value,
             "state": self.state.value,
@@ -119,6 +145,9 @@ class KeyRecord:
             "retired_at": self.retired_at,
             "revoked_at": self.revoked_at,
             "revocation_reason": self.revocation_reason,
-            "has_private_key": self.sealed_private is not None,
+            "has_private_key": self.has_private,
             "public_jwk": self.public_jwk,
         }
+        if self.token_object_id is not None:
+            view["token"] = {"object_id": self.token_object_id, "label": self.token_label}
+        return view

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import Policy
 
 
@@ -23,6 +24,8 @@ class Tenant:
     key_version: int
     created_at: float
     updated_at: float
+    # Where the tenant's private keys live (sealed software keys, or a PKCS#11 token's URI).
+    key_backend: BackendSpec = SOFTWARE
 
     def public_view(self) -> dict[str, Any]:
         return {
@@ -33,6 +36,7 @@ class Tenant:
             "key_version": self.key_version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "key_backend": self.key_backend.to_dict(),
         }
 
 
@@ -65,6 +69,19 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditAnchor:
+    """Where the audit trail stood: how many records, and one hash over the head of every
+    scope's chain after them. Saved outside the database, it lets ``audit verify`` notice
+    records deleted from the end, which the chain alone cannot show."""
+
+    count: int
+    head: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "head": self.head}
+
+
+@dataclass(frozen=True)
 class RotationRow:
     """One tenant's rotation timing, as the metrics gauges need it (R, C, S and two stamps)."""
 
@@ -74,3 +91,4 @@ class RotationRow:
     clock_skew: float
     current_activated_at: float | None
     next_created_at: float | None
+    auto_rotate: bool = True  # off: no rotation is scheduled (no "until rotation" gauge)

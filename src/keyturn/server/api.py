@@ -28,6 +28,7 @@ from keyturn.server.models import (
     AuditOut,
     AuditPage,
     ImportIn,
+    IssuerUpdate,
     JwksEntry,
     KeyOut,
     OutcomeOut,
@@ -142,6 +143,17 @@ def build_router(ctx: ApiContext) -> APIRouter:
         change = PolicyChange.from_mapping(fields)
         return done(svc.change_policy(tenant, change, actor=p.actor, force=body.force))
 
+    @r.put("/tenants/{tenant}/issuer", response_model=OutcomeOut, tags=["tenants"])
+    def update_issuer(tenant: TenantPath, body: IssuerUpdate, p: Caller) -> OutcomeOut:
+        """Change the issuer. Live tokens carry the old one: refused (409
+        ``issuer_change_refused``) unless ``force``; audited as ``tenant.issuer_changed``."""
+        p.require(Right.MANAGE, tenant)
+        return done(
+            svc.change_issuer(
+                tenant, body.issuer, actor=p.actor, force=body.force, reason=body.reason
+            )
+        )
+
     # --- keys ----------------------------------------------------------------------------
     @r.get("/tenants/{tenant}/keys", response_model=list[KeyOut], tags=["keys"])
     def list_keys(
@@ -203,6 +215,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             fmt=body.format,
             password=password,
             as_state=KeyState(body.as_state),
+            replace_next=body.replace_next,
         )
         return done(res)
 
@@ -266,7 +279,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
             )
             for s in plan(ring, now, seconds)
         ]
-        return PlanOut(tenant=tenant, now=now, steps=steps)
+        return PlanOut(
+            tenant=tenant,
+            now=now,
+            rotation="automatic" if ring.policy.auto_rotate else "manual",
+            steps=steps,
+        )
 
     @r.get("/audit", response_model=AuditPage, tags=["audit"])
     def audit(

@@ -28,6 +28,7 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
+from keyturn.server.guards import JsonOnly, add_method_errors
 from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
@@ -412,9 +413,13 @@ def create_app(
     # The one sign step of every sign route (FastAPI's and the fast path's).
     sign_step = service.sign
     ctx = ApiContext(service, api_keys, settings, metrics, sign=sign_step)
-    api.include_router(build_router(ctx))
+    router = build_router(ctx)
+    add_method_errors(router)
+    api.include_router(router)
     sessions = SessionService(service)
-    api.include_router(build_sessions_router(ctx, sessions))
+    sessions_router = build_sessions_router(ctx, sessions)
+    add_method_errors(sessions_router)
+    api.include_router(sessions_router)
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -422,7 +427,10 @@ def create_app(
     session_key = hmac.new(
         service.sealer.keys[0].secret, b"keyturn admin session key v1", hashlib.sha256
     ).digest()
-    api.mount("/admin", build_admin(service, api_keys, session_key=session_key))
+    api.mount(
+        "/admin",
+        build_admin(service, api_keys, session_key=session_key, issuer_for=settings.issuer_for),
+    )
 
     @api.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
@@ -431,20 +439,25 @@ def create_app(
 
     @api.get("/readyz", response_model=Health, tags=["health"])
     async def readyz() -> Response | Health:
-        """The store answers and the default tenant's keys are loaded."""
+        """The store answers, the default tenant's keys are loaded, and every key backend
+        (PKCS#11 token) answers and holds each tenant's current key."""
         try:
             await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
-        except KeyturnError as exc:
-            if metrics is not None and isinstance(exc, StoreUnavailableError):
+            await anyio.to_thread.run_sync(service.check_key_backends)
+        except Exception as exc:
+            # Unauthenticated: say only that the store or the keys are not available. The
+            # details (host, port, database name, token labels) go to the log.
+            store_down = isinstance(exc, StoreUnavailableError) or not isinstance(exc, KeyturnError)
+            if metrics is not None and store_down:
                 metrics.store_error("read")
-            return problem_response(503, problem(503, exc.detail, exc.code))
-        except Exception:
-            if metrics is not None:
-                metrics.store_error("read")
-            return problem_response(
-                503, problem(503, "the store is unreachable", "store_unavailable")
-            )
+            log.warning("readyz: not ready: %s", getattr(exc, "detail", type(exc).__name__))
+            if store_down:
+                body = problem(503, "not ready: the key store does not answer", "store_unavailable")
+            else:
+                code = exc.code if isinstance(exc, KeyturnError) else "not_ready"
+                body = problem(503, "not ready: the signing keys are not available", code)
+            return problem_response(503, body)
         if docs is None or docs.jwks.body == b'{"keys":[]}':
             return problem_response(
                 503, problem(503, "the default tenant has no published keys", "not_ready")
@@ -454,12 +467,17 @@ def create_app(
             # every sign fail, so the process is not ready (the load balancer sends elsewhere).
             await anyio.to_thread.run_sync(service.prepared, settings.default_tenant)
         except KeyturnError as exc:
-            return problem_response(503, problem(503, exc.detail, exc.code))
+            # Unauthenticated: no file names or key ids here; the detail goes to the log.
+            log.warning("readyz: not ready: %s", exc.detail)
+            return problem_response(
+                503,
+                problem(503, "not ready: the current signing key cannot be unsealed", exc.code),
+            )
         return Health(status="ready")
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
+    fallback: ASGIApp = RequestId(BodyLimit(JsonOnly(api), max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
@@ -488,7 +506,7 @@ def create_app(
             published=cache.serves,
             observer=metrics,
         )
-        front = SignRoutes(RequestId(BodyLimit(fast, max_body)), public)
+        front = SignRoutes(RequestId(BodyLimit(JsonOnly(fast), max_body)), public)
     app = KeyturnApp(
         public=public,
         api=api,

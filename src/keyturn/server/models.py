@@ -44,6 +44,10 @@ class PolicyIn(_Strict):
     jwks_max_age: Duration | None = None
     clock_skew: Skew | None = None
     rsa_bits: Literal[2048, 3072, 4096] | None = None
+    auto_rotate: Annotated[
+        bool | None,
+        Field(description="false: the scheduler never rotates (manual rotation); default true"),
+    ] = None
 
     def changes(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None and k != "force"}
@@ -54,6 +58,14 @@ class TenantCreate(_Strict):
     issuer: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
     policy: PolicyIn = Field(default_factory=PolicyIn)
     force: bool = False
+
+
+class IssuerUpdate(_Strict):
+    issuer: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    force: bool = Field(
+        False, description="change it although live tokens carry the old issuer (audited)"
+    )
+    reason: Annotated[str, Field(max_length=500)] | None = None
 
 
 class PolicyUpdate(PolicyIn):
@@ -81,6 +93,11 @@ class ImportIn(_Strict):
     format: Literal["pem", "pkcs12", "jwk"] | None = None
     password: Annotated[str, Field(max_length=1024)] | None = None
     as_state: Literal["next", "current", "previous"] = "next"
+    replace_next: bool = Field(
+        False,
+        description="as next: retire the existing next key and destroy its private key "
+        "(refused with 409 invalid_transition without it when the tenant has a next key)",
+    )
 
 
 def _check_json_values(value: Any, depth: int = 0) -> None:
@@ -134,6 +151,7 @@ class PolicyOut(BaseModel):
     jwks_max_age: float
     clock_skew: float
     rsa_bits: int
+    auto_rotate: bool
     prepublication: float = Field(description="C + S: how long a key is published before it signs")
     retention: float = Field(description="max(2T, T + C + S): how long it stays after")
 
@@ -146,6 +164,7 @@ class PolicyOut(BaseModel):
             jwks_max_age=p.jwks_max_age,
             clock_skew=p.clock_skew,
             rsa_bits=p.rsa_bits,
+            auto_rotate=p.auto_rotate,
             prepublication=p.prepublication,
             retention=p.retention,
         )
@@ -253,6 +272,9 @@ class StepOut(BaseModel):
 class PlanOut(BaseModel):
     tenant: str
     now: float
+    rotation: Literal["automatic", "manual"] = Field(
+        "automatic", description="manual: automatic rotation is off, no rotation is scheduled"
+    )
     steps: list[StepOut]
 
 

@@ -22,6 +22,7 @@ STATUS_BY_ERROR: tuple[tuple[type[E.KeyturnError], int], ...] = (
     (E.InvalidInputError, 422),  # includes TokenLifetimeError, InvalidKeyError, WeakKeyError
     (E.TokenError, 422),
     (E.StoreUnavailableError, 503),
+    (E.KeyBackendError, 503),  # token absent, wrong PIN, object missing: nothing changed
     (E.ConfigError, 500),
 )
 

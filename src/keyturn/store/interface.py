@@ -10,8 +10,9 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from keyturn.keys.backends.base import BackendSpec
 from keyturn.ring.model import KeyRecord, Policy
-from keyturn.ring.records import AuditRecord, RotationRow, Tenant
+from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event
 
 if TYPE_CHECKING:
@@ -25,10 +26,18 @@ class StoreTx(Protocol):
     def tenant(self, name: str, *, lock: bool = True) -> Tenant: ...
 
     def create_tenant(
-        self, name: str, issuer: str, policy: Policy, forced: bool, now: float
+        self,
+        name: str,
+        issuer: str,
+        policy: Policy,
+        forced: bool,
+        now: float,
+        key_backend: BackendSpec = ...,
     ) -> Tenant: ...
 
     def update_policy(self, tenant: Tenant, policy: Policy, forced: bool, now: float) -> None: ...
+
+    def update_issuer(self, tenant: Tenant, issuer: str, now: float) -> None: ...
 
     def keys(self, tenant: Tenant) -> list[KeyRecord]: ...
 
@@ -97,6 +106,7 @@ class KeyStore(Protocol):
         tenant: str | None = None,
         kid: str | None = None,
         event_name: str | None = None,
+        actor: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,
@@ -105,6 +115,8 @@ class KeyStore(Protocol):
     ) -> list[AuditRecord]: ...
 
     def verify_audit_chain(self) -> list[str]: ...
+
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor: ...
 
     def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]: ...
 

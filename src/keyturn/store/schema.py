@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 metadata = MetaData()
@@ -32,7 +33,12 @@ tenants = Table(
     Column("jwks_max_age", Float, nullable=False),
     Column("clock_skew", Float, nullable=False),
     Column("rsa_bits", Integer, nullable=False),
+    # Off: the scheduler never rotates this tenant (manual rotation); retirements still run.
+    Column("auto_rotate", Boolean, nullable=False, default=True, server_default=true()),
     Column("policy_forced", Boolean, nullable=False, default=False),
+    # Where private keys live: "software" (sealed rows) or "pkcs11" with a token URI (no PIN).
+    Column("key_backend", String(16), nullable=False, server_default="software"),
+    Column("key_backend_uri", String(1024), nullable=True),
     # Bumped in every transaction that changes the published key set: replicas compare it.
     Column("key_version", Integer, nullable=False, default=1),
     Column("created_at", Float, nullable=False),
@@ -52,6 +58,9 @@ keys = Table(
     Column("sealed_private", LargeBinary, nullable=True),
     Column("master_key_id", String(64), nullable=True),
     Column("origin", String(16), nullable=False),
+    # A token-backed key: its CKA_ID (hex) and CKA_LABEL. Never key material.
+    Column("token_object_id", String(64), nullable=True),
+    Column("token_label", String(255), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("activated_at", Float, nullable=True),
     Column("deactivated_at", Float, nullable=True),

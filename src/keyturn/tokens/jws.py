@@ -23,7 +23,6 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
     encode_dss_signature,
 )
 
@@ -34,81 +33,21 @@ from keyturn.errors import (
     TokenTooLargeError,
     UnsupportedHeaderError,
 )
-from keyturn.keys.algorithms import SPECS, Alg, AlgSpec, PrivateKey, PublicKey, check_key_for_alg
+from keyturn.keys.algorithms import SPECS, Alg, PublicKey, check_key_for_alg
 from keyturn.keys.b64 import b64url_decode, b64url_encode
+from keyturn.keys.backends.base import RawSigner
+
+# Re-exported: the private-key side lives with the key material so every key backend (software,
+# PKCS#11) emits the same JWS signature bytes.
+from keyturn.keys.signing import CURVE_ORDERS as CURVE_ORDERS
+from keyturn.keys.signing import SigningKey as SigningKey
+from keyturn.keys.signing import pss_padding as _pss
 
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 MAX_HEADER_SEGMENT = 4096
 MAX_SIGNATURE_SEGMENT = 1024
 MAX_KID_LENGTH = 256
 _ALG_BY_NAME = {a.value: a for a in Alg}
-# Group orders n of the NIST curves (FIPS 186-4 D.1.2), for low-S ECDSA signatures.
-CURVE_ORDERS = {
-    "P-256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
-    "P-384": int(
-        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
-        "581A0DB248B0A77AECEC196ACCC52973",
-        16,
-    ),
-    "P-521": int(
-        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
-        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
-        16,
-    ),
-}
-
-
-def _pss(spec: AlgSpec) -> padding.PSS:
-    assert spec.hash is not None
-    h = spec.hash()
-    # RFC 7518 section 3.5: the salt is as long as the hash output.
-    return padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
-
-
-class SigningKey:
-    """A private key prepared for one algorithm: padding and hash objects built once."""
-
-    __slots__ = ("_fn", "alg", "key")
-
-    def __init__(self, key: PrivateKey, alg: Alg) -> None:
-        check_key_for_alg(key, alg)
-        self.key = key
-        self.alg = alg
-        spec = SPECS[alg]
-        if isinstance(key, rsa.RSAPrivateKey):
-            assert spec.hash is not None
-            pad: padding.AsymmetricPadding = (
-                _pss(spec) if spec.family == "rsa-pss" else padding.PKCS1v15()
-            )
-            h = spec.hash()
-            sign_rsa = key.sign
-
-            def fn(data: bytes) -> bytes:
-                return sign_rsa(data, pad, h)
-
-        elif isinstance(key, ec.EllipticCurvePrivateKey):
-            assert spec.hash is not None
-            sig_alg = ec.ECDSA(spec.hash())
-            size = spec.coord_size
-            sign_ec = key.sign
-            order = CURVE_ORDERS[spec.crv or ""]
-            half = order // 2
-
-            def fn(data: bytes) -> bytes:
-                r, s = decode_dss_signature(sign_ec(data, sig_alg))
-                # Low-S form: (r, s) and (r, n - s) both verify; emitting one of them makes
-                # keyturn's own tokens canonical (verifiers still accept either, as they must).
-                if s > half:
-                    s = order - s
-                return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-        else:
-            assert isinstance(key, ed25519.Ed25519PrivateKey)
-            fn = key.sign
-        self._fn = fn
-
-    def sign(self, data: bytes) -> bytes:
-        return self._fn(data)
 
 
 class VerifyingKey:
@@ -319,7 +258,7 @@ def encode_segment(obj: dict[str, Any]) -> bytes:
     return b64url_encode(orjson.dumps(obj))
 
 
-def sign_compact(header_segment: bytes, claims: dict[str, Any], key: SigningKey) -> str:
+def sign_compact(header_segment: bytes, claims: dict[str, Any], key: RawSigner) -> str:
     """``header_segment`` is the pre-encoded protected header (with its trailing dot stripped)."""
     signing_input = header_segment + b"." + b64url_encode(orjson.dumps(claims))
     return (signing_input + b"." + b64url_encode(key.sign(signing_input))).decode("ascii")

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from keyturn.keys.algorithms import Alg, PrivateKey
+from keyturn.keys.backends.base import RawSigner
 from keyturn.tokens.jws import SigningKey, encode_segment, sign_compact
 
 
@@ -14,8 +15,14 @@ class TokenSigner:
 
     __slots__ = ("_header", "_key", "alg", "kid")
 
-    def __init__(self, private_key: PrivateKey, alg: Alg, kid: str, typ: str = "JWT") -> None:
-        self._key = SigningKey(private_key, alg)
+    def __init__(
+        self, private_key: PrivateKey | RawSigner, alg: Alg, kid: str, typ: str = "JWT"
+    ) -> None:
+        # A private key in memory is prepared here; a key backend's signer (a token) is used
+        # as it is: it already returns JWS signature bytes.
+        self._key: RawSigner = (
+            SigningKey(private_key, alg) if isinstance(private_key, PrivateKey) else private_key
+        )
         self.alg = alg
         self.kid = kid
         self._header = encode_segment({"alg": alg.value, "kid": kid, "typ": typ})

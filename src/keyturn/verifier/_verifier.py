@@ -256,15 +256,16 @@ class Verifier:
 
     def verify(self, token: str | bytes) -> dict[str, Any]:
         """Return the verified claims or raise a ``TokenError`` (see the class docstring)."""
-        if not self._feed_started and self._feed is not None:
-            self.start()
         rules = self._rules
         parsed: ParsedToken | None = None
         try:
-            # Parse first: a malformed token or a refused algorithm costs no fetch.
+            # Parse first: a malformed token or a refused algorithm costs no fetch (nor the
+            # feed's discovery).
             parsed = parse_compact(
                 token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
             )
+            if not self._feed_started and self._feed is not None:
+                self.start()
             cache = self._cache
             core = self._core
             now = self._now()
@@ -408,13 +409,14 @@ class AsyncVerifier:
 
     async def verify(self, token: str | bytes) -> dict[str, Any]:
         """Return the verified claims or raise a ``TokenError`` (see ``Verifier``)."""
-        self.start()
         rules = self._rules
         parsed: ParsedToken | None = None
         try:
             parsed = parse_compact(
                 token, allowed_algs=rules.algorithms, max_token_bytes=rules.max_token_bytes
             )
+            if self._feed_task is None:
+                self.start()
             cache = self._cache
             core = self._core
             now = self._now()

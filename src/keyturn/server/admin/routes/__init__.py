@@ -1,0 +1,1 @@
+"""The console's route units, one per domain, each built on an AdminContext."""
