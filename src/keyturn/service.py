@@ -778,6 +778,38 @@ class KeyService:
         if self.on_change is not None:
             self.on_change(name)
 
+    def warm_signer(self, name: str) -> tuple[Alg, int, str] | None:
+        """(alg, key_version, kid) of the signer ``sign(name, ...)`` would use if preparing it
+        needs no store read right now (prepared and trusted), else None. A read only: callers
+        on an event loop sign inline when this (and ``before_sign``'s own check) says no read
+        is due, and in a thread otherwise."""
+        cached = self._prepared.get(name)
+        if cached is None or cached.signer is None:
+            return None
+        if self.clock.monotonic() - self._checked.get(name, -math.inf) >= self.revalidate_after:
+            return None
+        return cached.signer.alg, cached.key_version, cached.signer.kid
+
+    def warm_alg(self, name: str) -> Alg | None:
+        """The algorithm of :meth:`warm_signer`, or None."""
+        warm = self.warm_signer(name)
+        return None if warm is None else warm[0]
+
+    def recheck(self, name: str) -> None:
+        """Re-check a prepared tenant's key_version now, ahead of ``revalidate_after`` (one
+        small read; a changed or unprepared tenant is prepared afresh). For a server that
+        keeps its signers warm off the request path; ``sign`` does not call it."""
+        cached = self._prepared.get(name)
+        if cached is not None:
+            checked = self.clock.monotonic()
+            if self.store.tenant(name).key_version == cached.key_version:
+                with self._lock:
+                    if self._prepared.get(name) is cached:  # not invalidated meanwhile
+                        self._checked[name] = checked
+                return
+            self.invalidate(name)
+        self.prepared(name)
+
     def _open(self, blob: bytes, master_key_id: str, name: str, kid: str) -> PrivateKey:
         """Unseal, reloading the master keys once if the blob names one not loaded yet."""
         if master_key_id not in self.sealer.ids and self.reload_sealer is not None:

@@ -64,6 +64,9 @@ TENANT_ROUTES = [
     RouteCase("GET", "/tenants/{t}/plan", Right.READ),
     RouteCase("GET", "/audit", Right.READ, query="?tenant={t}"),
     RouteCase("POST", "/tenants/{t}/tokens/sign", Right.SIGN, {"claims": {"sub": "x"}}),
+    RouteCase(
+        "POST", "/tenants/{t}/tokens/sign-batch", Right.SIGN, {"items": [{"claims": {"sub": "x"}}]}
+    ),
     RouteCase("POST", "/tenants/{t}/tokens/verify", Right.VERIFY, {"token": "a.b.c"}),
     RouteCase("PATCH", "/tenants/{t}/policy", Right.MANAGE, {"token_ttl": 1800.0}),
     RouteCase(

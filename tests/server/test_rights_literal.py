@@ -73,6 +73,7 @@ TENANT_ROWS: list[tuple[str, str, dict[str, Any] | None, int, int, int, int]] = 
     ("GET", "/tenants/{t}/plan", None, 200, 200, 403, 200),
     ("GET", "/audit?tenant={t}", None, 200, 200, 403, 200),
     ("POST", "/tenants/{t}/tokens/sign", {"claims": {"sub": "x"}}, 200, 403, 200, 403),
+    ("POST", "/tenants/{t}/tokens/sign-batch", {"items": [{}]}, 200, 403, 200, 403),
     ("POST", "/tenants/{t}/tokens/verify", {"token": "a.b.c"}, 200, 200, 200, 200),
     ("PATCH", "/tenants/{t}/policy", {"token_ttl": 1800.0}, 200, 200, 403, 403),
     ("POST", "/tenants/{t}/keys/import", {"key": "PEM"}, 200, 200, 403, 403),
@@ -99,6 +100,7 @@ ADMIN_ON_NOSUCH = {
     "/tenants/{t}/plan": 404,
     "/audit?tenant={t}": 200,  # a filter that matches nothing
     "/tenants/{t}/tokens/sign": 404,
+    "/tenants/{t}/tokens/sign-batch": 404,
     "/tenants/{t}/tokens/verify": 404,
     "/tenants/{t}/policy": 404,
     "/tenants/{t}/keys/import": 404,
@@ -129,6 +131,7 @@ ALL_OPERATIONS = {
     ("POST", "/api/v1/tenants/{tenant}/keys/revoke-all"),
     ("POST", "/api/v1/tenants/{tenant}/keys/import"),
     ("POST", "/api/v1/tenants/{tenant}/tokens/sign"),
+    ("POST", "/api/v1/tenants/{tenant}/tokens/sign-batch"),
     ("POST", "/api/v1/tenants/{tenant}/tokens/verify"),
     ("GET", "/api/v1/tenants/{tenant}/plan"),
     ("GET", "/api/v1/audit"),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from keyturn.ring.model import KeyRecord, Policy
 from keyturn.ring.policy_contract import MAX_DURATION, MIN_DURATION, MIN_SKEW
 from keyturn.ring.records import AuditRecord, Tenant
+from keyturn.server.signing import MAX_BATCH
 from keyturn.service import MAX_REASON_LENGTH, Outcome
 
 TENANT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -131,6 +132,12 @@ class SignIn(_Strict):
         return claims
 
 
+class SignBatchIn(_Strict):
+    """Up to 100 claim sets signed in one request, all or none."""
+
+    items: Annotated[list[SignIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class VerifyIn(_Strict):
     token: Annotated[str, Field(min_length=1, max_length=16384)]
     audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
@@ -232,6 +239,10 @@ class OutcomeOut(BaseModel):
 class SignOut(BaseModel):
     token: str
     claims: dict[str, Any]
+
+
+class SignBatchOut(BaseModel):
+    items: list[SignOut]
 
 
 class VerifyOut(BaseModel):
