@@ -12,6 +12,8 @@ from bench._common import BenchError, say
 
 # Debian packages providing each tool; taskset comes with util-linux.
 APT_TOOLS = {"wrk": "wrk", "nginx": "nginx", "taskset": "util-linux"}
+# Several agents may install at once: wait for the dpkg lock instead of failing.
+LOCK = ("-o", "DPkg::Lock::Timeout=900")
 PY_MODULES = {"jwt": "PyJWT[crypto]", "joserfc": "joserfc"}
 
 NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -20,6 +22,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "verify": ((), ("jwt", "joserfc")),
     "jwks-http": (("wrk", "nginx", "taskset"), ()),
     "sign-http": (("wrk", "taskset"), ()),
+    "sign-api": (("wrk", "taskset"), ()),
     "refresh-http": (("taskset",), ()),
     "sweep": (("wrk", "taskset"), ("sqlalchemy", "psycopg")),
 }
@@ -57,8 +60,8 @@ def _apt_install(tools: list[str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     say(f"bench: installing {', '.join(pkgs)} with apt-get (missing: {', '.join(tools)})")
     for cmd in (
-        [*sudo, "apt-get", "update", "-q"],
-        [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs],
+        [*sudo, "apt-get", *LOCK, "update", "-q"],
+        [*sudo, "apt-get", *LOCK, "install", "-y", "-q", "--no-install-recommends", *pkgs],
     ):
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if res.returncode != 0:

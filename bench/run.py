@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCHMARKS = ("sign", "verify", "jwks-http", "sign-http", "refresh-http", "sweep")
+BENCHMARKS = ("sign", "verify", "jwks-http", "sign-http", "sign-api", "refresh-http", "sweep")
 
 
 def _runner(name: str) -> Callable[..., list]:  # type: ignore[type-arg]
@@ -41,6 +41,10 @@ def _runner(name: str) -> Callable[..., list]:  # type: ignore[type-arg]
         from bench.web import run_sign_http
 
         return run_sign_http
+    if name == "sign-api":
+        from bench.sign_api import run_sign_api
+
+        return run_sign_api
     if name == "refresh-http":
         from bench.sessions import run_refresh_http
 

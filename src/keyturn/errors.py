@@ -10,7 +10,8 @@ Tree::
     │   │   └── WeakKeyError        key_weak
     │   ├── UnsupportedAlgorithmError  alg_unsupported
     │   ├── KeyBackendUnsupportedError key_backend_unsupported (import into a token, alg)
-    │   └── TokenLifetimeError      token_lifetime_exceeded
+    │   ├── TokenLifetimeError      token_lifetime_exceeded
+    │   └── ExportTamperedError     export_tampered
     ├── NotFoundError               not_found
     │   ├── TenantNotFoundError     tenant_not_found
     │   ├── KeyNotFoundError        key_not_found
@@ -19,12 +20,14 @@ Tree::
     │   └── SessionNotFoundError    session_not_found
     ├── ConflictError               conflict
     │   ├── TenantExistsError       tenant_exists
+    │   ├── IssuerChangeError       issuer_change_refused
     │   ├── ConcurrentChangeError   concurrent_change
     │   ├── InvalidTransitionError  invalid_transition
     │   ├── ClientRevokedError      oauth_client_revoked
     │   └── KeyCapError             key_cap_reached
     ├── UnsafePolicyError           policy_unsafe
     ├── StoreUnavailableError       store_unavailable
+    ├── StoreError                  store_error
     ├── KeyBackendError             key_backend_failed   (nothing changed)
     │   ├── TokenUnavailableError   token_unavailable    (module, token absent, session lost)
     │   ├── TokenLoginError         token_login_failed   (wrong or missing PIN, PIN locked)
@@ -124,6 +127,12 @@ class UnsupportedAlgorithmError(InvalidInputError):
     code = "alg_unsupported"
 
 
+class ExportTamperedError(InvalidInputError):
+    """A ring export failed its integrity check: changed, truncated, or not keyturn's."""
+
+    code = "export_tampered"
+
+
 class NotFoundError(KeyturnError):
     """Something named does not exist."""
 
@@ -164,6 +173,13 @@ class ConflictError(KeyturnError):
 
 class TenantExistsError(ConflictError):
     code = "tenant_exists"
+
+
+class IssuerChangeError(ConflictError):
+    """Changing a tenant's issuer breaks its live tokens (they carry the old ``iss``): refused
+    unless forced."""
+
+    code = "issuer_change_refused"
 
 
 class ConcurrentChangeError(ConflictError):
@@ -251,6 +267,13 @@ class CacheBusyError(KeyturnError):
     """Too many document-cache misses are waiting for the store; try again shortly."""
 
     code = "cache_busy"
+
+
+class StoreError(KeyturnError):
+    """The database refused a statement (not unavailable: a bug or a constraint). Described by
+    the statement's kind, never its values."""
+
+    code = "store_error"
 
 
 class DrillError(KeyturnError):

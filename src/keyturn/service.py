@@ -28,9 +28,11 @@ from keyturn.errors import (
     ConcurrentChangeError,
     InvalidInputError,
     InvalidTransitionError,
+    IssuerChangeError,
     KeyBackendError,
     KeyCapError,
     KeyNotFoundError,
+    MalformedTokenError,
     MasterKeyError,
     TokenLifetimeError,
 )
@@ -38,12 +40,14 @@ from keyturn.keys.algorithms import Alg, PrivateKey, check_key_for_alg
 from keyturn.keys.backends import SOFTWARE, BackendKind, BackendSpec, KeyBackend, KeyBackends
 from keyturn.keys.importing import ImportFormat, import_key
 from keyturn.keys.sealing import Sealer
+from keyturn.ring.issuer import check_issuer
 from keyturn.ring.model import KeyRecord, KeyState, Policy, check_tenant_name
 from keyturn.ring.policy import validate_policy
 from keyturn.ring.policy_contract import PolicyChange
-from keyturn.ring.records import AuditRecord, RotationRow, Tenant
+from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event, Ring
 from keyturn.store.interface import KeyStore, StoreTx
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 from keyturn.tokens.keyset import MAX_JWKS_KEYS, KeySet
 from keyturn.tokens.signer import TokenSigner, issue_claims
 from keyturn.tokens.verify import verify_token
@@ -333,6 +337,27 @@ class KeyService:
         """Problems in the audit hash chain; empty when intact."""
         return self.store.verify_audit_chain()
 
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor:
+        """The audit trail's head hash and record count (after the first ``count`` records)."""
+        return self.store.audit_anchor(count)
+
+    def verify_audit_anchor(self, expect: AuditAnchor) -> list[str]:
+        """Problems between an anchor saved earlier and the trail now: the first
+        ``expect.count`` records must still be there and hash to ``expect.head`` (records
+        appended since are fine)."""
+        now = self.store.audit_anchor(expect.count)
+        if now.count < expect.count:
+            return [
+                f"audit trail has {now.count} records, fewer than the {expect.count} anchored: "
+                "records were deleted"
+            ]
+        if now.head != expect.head:
+            return [
+                f"audit head after {expect.count} records is {now.head}, not the anchored "
+                f"{expect.head}: anchored records were changed or removed"
+            ]
+        return []
+
     def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]:
         """Rotation timing of at most ``limit`` tenants, soonest due first; and the count."""
         return self.store.rotation_rows(limit)
@@ -360,8 +385,7 @@ class KeyService:
         key_backend: BackendSpec = SOFTWARE,
     ) -> Outcome:
         check_tenant_name(name)
-        if not issuer.startswith(("https://", "http://")):
-            raise InvalidInputError(f"issuer must be an http(s) URL, got {issuer!r}")
+        check_issuer(issuer)
         violations = validate_policy(policy, force=force)
         self.backends.validate(key_backend)
         placeholder = Tenant(0, name, issuer, policy, force, 0, 0.0, 0.0, key_backend)
@@ -428,6 +452,42 @@ class KeyService:
         )
         return self.change_policy(name, change, actor=actor, force=force)
 
+    def change_issuer(
+        self, name: str, issuer: str, *, actor: str, force: bool = False, reason: str | None = None
+    ) -> Outcome:
+        """Give a tenant another issuer (audited). Tokens already issued carry the old ``iss``
+        and fail verifiers that expect the new one, so this is refused unless ``force``."""
+        check_issuer(issuer)
+        if reason is not None:
+            reason = _check_reason(reason)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            tenant = tx.tenant(name)
+            if tenant.issuer == issuer:
+                return Outcome(
+                    tenant, Change(warnings=[f"the issuer of {name} is already {issuer}"])
+                )
+            if not force:
+                raise IssuerChangeError(
+                    f"tenant {name} has issuer {tenant.issuer}: tokens it issued carry that "
+                    f"issuer and fail verifiers expecting {issuer} until they expire (at most "
+                    f"the token ttl); give force (--force) to change it anyway"
+                )
+            old = tenant.issuer
+            tx.update_issuer(tenant, issuer, now)
+            tx.audit(
+                at=now,
+                actor=actor,
+                event="tenant.issuer_changed",
+                tenant=name,
+                reason=reason,
+                details={"old": old, "new": issuer, "forced": True},
+            )
+            tenant = tx.tenant(name)
+        self._changed(name)
+        change = Change(events=[Event("tenant.issuer_changed", None, {"old": old, "new": issuer})])
+        return Outcome(tenant, change)
+
     def change_policy(
         self, name: str, update: PolicyChange, *, actor: str, force: bool = False
     ) -> Outcome:
@@ -465,7 +525,7 @@ class KeyService:
             if new_next is not None:
                 # A new algorithm or key size reaches signing through the next key, so it
                 # is pre-published like any other: replace next now, switch at rotation.
-                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None)
+                change2 = ring.place_imported(now, new_next, KeyState.NEXT, None, replace_next=True)
                 change.updated += change2.updated
                 change.created += change2.created
                 change.events += [e for e in change2.events if e.event != "key.imported"]
@@ -570,8 +630,11 @@ class KeyService:
         fmt: ImportFormat | None = None,
         password: bytes | None = None,
         as_state: KeyState = KeyState.NEXT,
+        replace_next: bool = False,
     ) -> Outcome:
-        """Import a private key into the ring (as next by default: pre-published like any key)."""
+        """Import a private key into the ring (as next by default: pre-published like any key).
+        An existing next key is replaced (retired, private key destroyed) only with
+        ``replace_next``."""
         tenant = self.store.tenant(name)
         imported = import_key(data, fmt=fmt, password=password, alg=None)
         # The imported key must serve the tenant's algorithm: one tenant signs with one alg.
@@ -589,7 +652,7 @@ class KeyService:
         def fn(tx: StoreTx, t: Tenant, ring: Ring, now: float) -> Change:
             if as_state != KeyState.NEXT:  # an imported next replaces the next key
                 _check_key_cap(ring, 1, f"importing a key as {as_state.value}")
-            return ring.place_imported(now, rec, as_state, None)
+            return ring.place_imported(now, rec, as_state, None, replace_next=replace_next)
 
         return self._transition(name, actor, None, fn)
 
@@ -714,6 +777,38 @@ class KeyService:
         self.invalidate(name)
         if self.on_change is not None:
             self.on_change(name)
+
+    def warm_signer(self, name: str) -> tuple[Alg, int, str] | None:
+        """(alg, key_version, kid) of the signer ``sign(name, ...)`` would use if preparing it
+        needs no store read right now (prepared and trusted), else None. A read only: callers
+        on an event loop sign inline when this (and ``before_sign``'s own check) says no read
+        is due, and in a thread otherwise."""
+        cached = self._prepared.get(name)
+        if cached is None or cached.signer is None:
+            return None
+        if self.clock.monotonic() - self._checked.get(name, -math.inf) >= self.revalidate_after:
+            return None
+        return cached.signer.alg, cached.key_version, cached.signer.kid
+
+    def warm_alg(self, name: str) -> Alg | None:
+        """The algorithm of :meth:`warm_signer`, or None."""
+        warm = self.warm_signer(name)
+        return None if warm is None else warm[0]
+
+    def recheck(self, name: str) -> None:
+        """Re-check a prepared tenant's key_version now, ahead of ``revalidate_after`` (one
+        small read; a changed or unprepared tenant is prepared afresh). For a server that
+        keeps its signers warm off the request path; ``sign`` does not call it."""
+        cached = self._prepared.get(name)
+        if cached is not None:
+            checked = self.clock.monotonic()
+            if self.store.tenant(name).key_version == cached.key_version:
+                with self._lock:
+                    if self._prepared.get(name) is cached:  # not invalidated meanwhile
+                        self._checked[name] = checked
+                return
+            self.invalidate(name)
+        self.prepared(name)
 
     def _open(self, blob: bytes, master_key_id: str, name: str, kid: str) -> PrivateKey:
         """Unseal, reloading the master keys once if the blob names one not loaded yet."""
@@ -897,6 +992,9 @@ class KeyService:
             audience=audience,
             revoked=p.revoked,
         )
+        if json_too_deep(claims):
+            # Verified, but neither the API nor the command line could print it.
+            raise MalformedTokenError(f"claims nested deeper than {MAX_JSON_DEPTH} levels")
         return claims, parsed.kid
 
     def check_key_backends(self) -> None:

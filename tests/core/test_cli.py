@@ -185,7 +185,9 @@ def test_import_pem_with_passphrase(
     assert code == 6 and "wrong passphrase" in err
     assert snapshot(capsys) == before
     monkeypatch.setenv("PW", "s3cret")
-    code, out, err = run(capsys, "key", "import", str(path), "--password-env", "PW")
+    code, out, err = run(
+        capsys, "key", "import", str(path), "--password-env", "PW", "--replace-next"
+    )
     assert code == 0, err
     assert thumbprint(key) in out
     assert "s3cret" not in out + err

@@ -23,7 +23,15 @@ from keyturn.ring.policy_contract import (
 )
 from keyturn.service import KeyService
 
-FIELDS = ("alg", "rotation_period", "token_ttl", "jwks_max_age", "clock_skew", "rsa_bits")
+FIELDS = (
+    "alg",
+    "rotation_period",
+    "token_ttl",
+    "jwks_max_age",
+    "clock_skew",
+    "rsa_bits",
+    "auto_rotate",
+)
 
 
 def test_the_definition() -> None:
@@ -49,6 +57,7 @@ def test_store_round_trip(service: KeyService) -> None:
         jwks_max_age=300,
         clock_skew=30,
         rsa_bits=3072,
+        auto_rotate=False,
     )
     service.create_tenant("acme", issuer="https://acme.test", policy=policy, actor="t")
     assert service.tenant("acme").policy == policy
@@ -59,6 +68,7 @@ def test_store_round_trip(service: KeyService) -> None:
         jwks_max_age=120,
         clock_skew=10,
         rsa_bits=4096,
+        auto_rotate=True,
     )
     service.change_policy("acme", changed, actor="t")
     assert service.tenant("acme").policy == changed.applied_to(Policy())

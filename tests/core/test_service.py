@@ -269,7 +269,15 @@ def test_import_places_key(service: KeyService, as_state: KeyState) -> None:
     make(service)
     key = generate_private_key(Alg.ES256)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    res = service.import_key("acme", pem, actor="test", as_state=as_state)
+    if as_state == KeyState.NEXT:
+        # The tenant has a next key: replacing it is refused unless asked for.
+        with pytest.raises(E.InvalidTransitionError, match="--replace-next"):
+            service.import_key("acme", pem, actor="test", as_state=as_state)
+    res = service.import_key(
+        "acme", pem, actor="test", as_state=as_state, replace_next=as_state == KeyState.NEXT
+    )
+    if as_state == KeyState.NEXT:
+        assert any("private key destroyed" in w for w in res.warnings)
     kid = thumbprint(key)
     _, ring = service.ring("acme")
     ring.check_invariants()
@@ -282,7 +290,7 @@ def test_import_places_key(service: KeyService, as_state: KeyState) -> None:
     if as_state == KeyState.PREVIOUS:
         assert rec.sealed_private is None  # never signs again: no private material kept
     with pytest.raises(E.InvalidTransitionError):
-        service.import_key("acme", pem, actor="test", as_state=as_state)
+        service.import_key("acme", pem, actor="test", as_state=as_state, replace_next=True)
 
 
 def test_import_refuses_key_for_other_algorithm(service: KeyService) -> None:

@@ -162,6 +162,7 @@ def test_policy_change() -> None:
         "jwks_max_age",
         "clock_skew",
         "rsa_bits",
+        "auto_rotate",
     )
     from keyturn.errors import InvalidInputError
 

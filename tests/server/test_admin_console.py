@@ -139,10 +139,23 @@ async def test_import_a_pem_upload(
     r = await client.post(url, data={"csrf": csrf}, files={"file": ("big.pem", big)})
     assert r.status_code == 413
     before = set(ring_states(ready_service, acme))
+    # acme has a next key: importing as next over it is refused unless the box is ticked,
+    # and the page names the key that would be destroyed (issue #14).
+    (old_next,) = [k for k, s in ring_states(ready_service, acme).items() if s == KeyState.NEXT]
     r = await client.post(
         url, data={"csrf": csrf, "as": "next", "format": ""}, files={"file": ("k.pem", pem)}
     )
     assert r.status_code == 303
+    page = (await client.get("/admin/t/acme")).text
+    assert "Import refused" in page and old_next in page
+    assert set(ring_states(ready_service, acme)) == before
+    r = await client.post(
+        url,
+        data={"csrf": csrf, "as": "next", "format": "", "replace_next": "yes"},
+        files={"file": ("k.pem", pem)},
+    )
+    assert r.status_code == 303
+    assert ring_states(ready_service, acme)[old_next] == KeyState.RETIRED
     new = set(ring_states(ready_service, acme)) - before
     assert len(new) == 1
     kid = new.pop()
@@ -226,6 +239,30 @@ async def test_policy_is_checked_before_saving(
     assert ready_service.store.audit_records(tenant="default", event_name="policy.forced")
     r = await client.post(url, data={"csrf": csrf, "op": "save", "token_ttl": "soon"})
     assert r.status_code == 422 and "T: longest token lifetime: invalid duration" in r.text
+
+
+async def test_automatic_rotation_turned_off_and_on_from_the_policy_page(
+    client: httpx.AsyncClient, admin_token: str, ready_service: KeyService
+) -> None:
+    # Issue #16 (tenants: disable/enable automatic rotation), on #14's policy field.
+    await signed_in(client, admin_token)
+    url = "/admin/t/default/policy"
+    page = await client.get(url)
+    assert '<option value="on" selected>' in page.text
+    csrf = field(page.text, "csrf")
+    r = await client.post(url, data={"csrf": csrf, "op": "save", "auto_rotate": "off"})
+    assert r.status_code == 303
+    assert ready_service.tenant("default").policy.auto_rotate is False
+    assert "Policy of default saved: auto_rotate." in (await client.get("/admin/t/default")).text
+    rec = ready_service.store.audit_records(tenant="default", event_name="policy.changed")
+    assert rec[0].actor == actor_of(admin_token)
+    assert '<option value="off" selected>' in (await client.get(url)).text
+    r = await client.post(url, data={"csrf": csrf, "op": "save", "auto_rotate": "sometimes"})
+    assert r.status_code == 422 and "automatic rotation: on or off" in r.text
+    assert ready_service.tenant("default").policy.auto_rotate is False
+    r = await client.post(url, data={"csrf": csrf, "op": "save", "auto_rotate": "on"})
+    assert r.status_code == 303
+    assert ready_service.tenant("default").policy.auto_rotate is True
 
 
 async def test_viewer_gets_no_policy_form(

@@ -203,7 +203,12 @@ async def test_import_pem_base64(client: httpx.AsyncClient, admin: dict[str, str
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"pw"),
     )
-    body = {"key": base64.b64encode(pem).decode(), "format": "pem", "password": "pw"}
+    body = {
+        "key": base64.b64encode(pem).decode(),
+        "format": "pem",
+        "password": "pw",
+        "replace_next": True,  # the tenant has a next key: replacing it is asked for
+    }
     r = await client.post(f"{API}/tenants/acme/keys/import", headers=admin, json=body)
     assert r.status_code == 200, r.text
     kid = r.json()["events"][-1]["kid"]

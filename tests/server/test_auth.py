@@ -64,9 +64,20 @@ TENANT_ROUTES = [
     RouteCase("GET", "/tenants/{t}/plan", Right.READ),
     RouteCase("GET", "/audit", Right.READ, query="?tenant={t}"),
     RouteCase("POST", "/tenants/{t}/tokens/sign", Right.SIGN, {"claims": {"sub": "x"}}),
+    RouteCase(
+        "POST", "/tenants/{t}/tokens/sign-batch", Right.SIGN, {"items": [{"claims": {"sub": "x"}}]}
+    ),
     RouteCase("POST", "/tenants/{t}/tokens/verify", Right.VERIFY, {"token": "a.b.c"}),
     RouteCase("PATCH", "/tenants/{t}/policy", Right.MANAGE, {"token_ttl": 1800.0}),
-    RouteCase("POST", "/tenants/{t}/keys/import", Right.MANAGE, {"key": _ed25519_pem_b64()}),
+    RouteCase(
+        "PUT", "/tenants/{t}/issuer", Right.MANAGE, {"issuer": "https://x.test", "force": True}
+    ),
+    RouteCase(
+        "POST",
+        "/tenants/{t}/keys/import",
+        Right.MANAGE,
+        {"key": _ed25519_pem_b64(), "replace_next": True},
+    ),
     RouteCase("POST", "/tenants/{t}/keys/rotate", Right.MANAGE, {}),
     RouteCase("POST", "/tenants/{t}/keys/{kid}/revoke", Right.MANAGE, {"reason": "t"}),
     RouteCase("POST", "/tenants/{t}/keys/rotate-and-revoke", Right.MANAGE, {"reason": "t"}),

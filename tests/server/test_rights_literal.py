@@ -73,9 +73,19 @@ TENANT_ROWS: list[tuple[str, str, dict[str, Any] | None, int, int, int, int]] = 
     ("GET", "/tenants/{t}/plan", None, 200, 200, 403, 200),
     ("GET", "/audit?tenant={t}", None, 200, 200, 403, 200),
     ("POST", "/tenants/{t}/tokens/sign", {"claims": {"sub": "x"}}, 200, 403, 200, 403),
+    ("POST", "/tenants/{t}/tokens/sign-batch", {"items": [{}]}, 200, 403, 200, 403),
     ("POST", "/tenants/{t}/tokens/verify", {"token": "a.b.c"}, 200, 200, 200, 200),
     ("PATCH", "/tenants/{t}/policy", {"token_ttl": 1800.0}, 200, 200, 403, 403),
-    ("POST", "/tenants/{t}/keys/import", {"key": "PEM"}, 200, 200, 403, 403),
+    (
+        "PUT",
+        "/tenants/{t}/issuer",
+        {"issuer": "https://id.example.com/a", "force": True},
+        200,
+        200,
+        403,
+        403,
+    ),
+    ("POST", "/tenants/{t}/keys/import", {"key": "PEM", "replace_next": True}, 200, 200, 403, 403),
     ("POST", "/tenants/{t}/keys/rotate", {}, 200, 200, 403, 403),
     ("POST", "/tenants/{t}/keys/{kid}/revoke", {"reason": "t"}, 200, 200, 403, 403),
     ("POST", "/tenants/{t}/keys/rotate-and-revoke", {"reason": "t"}, 200, 200, 403, 403),
@@ -99,8 +109,10 @@ ADMIN_ON_NOSUCH = {
     "/tenants/{t}/plan": 404,
     "/audit?tenant={t}": 200,  # a filter that matches nothing
     "/tenants/{t}/tokens/sign": 404,
+    "/tenants/{t}/tokens/sign-batch": 404,
     "/tenants/{t}/tokens/verify": 404,
     "/tenants/{t}/policy": 404,
+    "/tenants/{t}/issuer": 404,
     "/tenants/{t}/keys/import": 404,
     "/tenants/{t}/keys/rotate": 404,
     "/tenants/{t}/keys/{kid}/revoke": 404,
@@ -121,6 +133,7 @@ ALL_OPERATIONS = {
     ("POST", "/api/v1/tenants"),
     ("GET", "/api/v1/tenants/{tenant}"),
     ("PATCH", "/api/v1/tenants/{tenant}/policy"),
+    ("PUT", "/api/v1/tenants/{tenant}/issuer"),
     ("GET", "/api/v1/tenants/{tenant}/keys"),
     ("GET", "/api/v1/tenants/{tenant}/keys/{kid}"),
     ("POST", "/api/v1/tenants/{tenant}/keys/rotate"),
@@ -129,6 +142,7 @@ ALL_OPERATIONS = {
     ("POST", "/api/v1/tenants/{tenant}/keys/revoke-all"),
     ("POST", "/api/v1/tenants/{tenant}/keys/import"),
     ("POST", "/api/v1/tenants/{tenant}/tokens/sign"),
+    ("POST", "/api/v1/tenants/{tenant}/tokens/sign-batch"),
     ("POST", "/api/v1/tenants/{tenant}/tokens/verify"),
     ("GET", "/api/v1/tenants/{tenant}/plan"),
     ("GET", "/api/v1/audit"),
@@ -214,7 +228,7 @@ def _kid(service: KeyService, tenant: str) -> str:
 
 def _body(body: dict[str, Any] | None, cid: str) -> dict[str, Any] | None:
     if body is not None and body.get("key") == "PEM":
-        return {"key": _pem_b64()}
+        return {**body, "key": _pem_b64()}
     if body is not None and body.get("client_id") == "{cid}":
         return {**body, "client_id": cid}
     return body

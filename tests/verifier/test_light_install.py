@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 import sys
 import textwrap
@@ -64,6 +64,13 @@ SCRIPT = textwrap.dedent(
     assert not loaded, loaded
     installed = [m for m in heavy if importlib.util.find_spec(m) is not None]
     assert not installed, installed
+    from keyturn.verifier.prometheus import register
+    try:
+        register(verifier)
+    except ModuleNotFoundError as exc:
+        assert "pip install 'keyturn[prometheus]'" in str(exc), exc
+    else:
+        raise AssertionError("register without prometheus_client did not fail")
     print("LIGHT-OK")
     """
 )
@@ -71,15 +78,18 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_verifier_in_a_clean_venv(tmp_path: Path) -> None:
-    # Build from a copy so the build never writes into the shared working tree.
-    src = tmp_path / "src"
-    shutil.copy(ROOT / "pyproject.toml", src.parent / "pyproject.toml")
-    shutil.copy(ROOT / "README.md", src.parent / "README.md")
-    shutil.copytree(
-        ROOT / "src" / "keyturn",
-        src / "keyturn",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    # The wheel the README tells people to install: built by scripts/build-wheel (from a copy,
+    # so the build never writes into the shared working tree).
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-wheel"), str(wheels)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHON": sys.executable},
     )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("keyturn-*-py3-none-any.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
@@ -91,7 +101,7 @@ def test_verifier_in_a_clean_venv(tmp_path: Path) -> None:
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            str(tmp_path),
+            str(wheel),
         ],
         check=True,
         timeout=240,

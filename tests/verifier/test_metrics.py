@@ -191,3 +191,18 @@ def test_lock_free_success_count_is_exact_under_concurrent_reads() -> None:
     assert final["bad_signature"] == 1
     assert seen == sorted(seen)  # never runs backwards
     assert all(0 <= n <= per_thread * threads for n in seen)
+
+
+def test_prometheus_adapter_without_prometheus_client_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from keyturn.verifier._metrics import VerifierMetrics
+    from keyturn.verifier.prometheus import VerifierCollector, register
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails like uninstalled
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'keyturn\[prometheus\]'"):
+        register(VerifierMetrics())
+    with pytest.raises(ModuleNotFoundError, match="prometheus_client"):
+        VerifierCollector(VerifierMetrics())

@@ -19,6 +19,7 @@ from keyturn import errors as E
 from keyturn.cli import (
     apikey,
     audit,
+    backup,
     diagnose,
     drill,
     init,
@@ -60,6 +61,7 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
     rotate_due.register,
     master_key.register,
     audit.register,
+    backup.register,
     serve.register,
     apikey.register,
     sessions.register,
@@ -68,10 +70,40 @@ GROUPS: tuple[Callable[[Subparsers, Parents], None], ...] = (
 )
 
 
+def _global_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """``--json`` and ``--actor``, accepted before the command and after it.
+
+    The top-level parser sets the defaults; the copy every subcommand gets leaves an option it
+    was not given unset (``SUPPRESS``), so ``keyturn --actor alice key rotate`` keeps ``alice``
+    instead of a subparser default overwriting it. Given in both places, the later one wins.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    unset = argparse.SUPPRESS
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else unset,
+        help="machine-readable JSON output (before or after the command)",
+    )
+    p.add_argument(
+        "--actor",
+        default=None if defaults else unset,
+        help="who is acting, for the audit log (default cli:$USER; before or after the command)",
+    )
+    return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyturn")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    common.add_argument("--actor", help="who is acting, for the audit log (default cli:$USER)")
+    common = _global_options(defaults=False)
     tenant_opt = argparse.ArgumentParser(add_help=False)
     tenant_opt.add_argument(
         "--tenant", "-t", default="default", help="tenant name (default: default)"
@@ -80,11 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="keyturn",
         description="Zero-downtime JWT signing-key rotation.",
-        parents=[common],
+        parents=[_global_options(defaults=True)],
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict, 5 unsafe policy, "
         "6 invalid input, 7 token invalid, 8 store unavailable, 9 configuration/master key, "
         "20 drill failed, 21 key backend (token) unavailable.",
     )
+    p.add_argument("--version", action="version", version=f"keyturn {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     parents = Parents(common=common, tenant=tenant_opt)
     for register in GROUPS:

@@ -16,13 +16,19 @@ def register(sub: Subparsers, parents: Parents) -> None:
     ac = asub.add_parser(
         "create", parents=[parents.common], help="create a key (the token is shown once)"
     )
-    ac.add_argument("--role", required=True, choices=["admin", "manager", "signer", "viewer"])
+    ac.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "manager", "signer", "viewer"],
+        help="admin: everything; manager: one tenant's keys and policy; signer: sign and "
+        "verify; viewer: read only",
+    )
     ac.add_argument("--tenant", "-t", help="the tenant a manager, signer or viewer acts on")
     ac.add_argument("--description", help="what the key is for")
     al = asub.add_parser("list", parents=[parents.common], help="list keys (never their secrets)")
     al.add_argument("--all", action="store_true", help="include revoked keys")
     ar = asub.add_parser("revoke", parents=[parents.common], help="revoke a key at once")
-    ar.add_argument("key_id", metavar="KEYID")
+    ar.add_argument("key_id", metavar="KEYID", help="the key id `apikey list` shows")
     ap.set_defaults(fn=cmd_apikey)
 
 

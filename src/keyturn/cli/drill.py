@@ -31,7 +31,12 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "rejected a valid token, was late to refuse the revoked key, or a sign failed); "
         "the usual codes when it cannot run.",
     )
-    d.add_argument("--action", choices=ACTIONS, default="rotate-and-revoke")
+    d.add_argument(
+        "--action",
+        choices=ACTIONS,
+        default="rotate-and-revoke",
+        help="the compromise response to rehearse (default rotate-and-revoke)",
+    )
     d.add_argument("--url", help="the keyturn server's base URL (default: KEYTURN_PUBLIC_URL)")
     d.add_argument("--api-key", help=f"a manager API key for the tenant (default: ${API_KEY_ENV})")
     d.add_argument(

@@ -13,7 +13,7 @@ import orjson
 from keyturn import errors as E
 from keyturn.cli._parsers import Parents, Subparsers
 from keyturn.cli.exits import EXIT_OK
-from keyturn.cli.output import Out, print_outcome, read_arg, table, ts
+from keyturn.cli.output import Out, print_outcome, read_arg, table, text_value, ts
 from keyturn.cli.output import actor as actor_of
 from keyturn.config import Settings
 from keyturn.ring.model import KeyState
@@ -28,9 +28,9 @@ def register(sub: Subparsers, parents: Parents) -> None:
     ks = ksub.add_parser(
         "show", parents=[common, parents.tenant], help="show one key (public data only)"
     )
-    ks.add_argument("kid")
+    ks.add_argument("kid", help="the key id (kid)")
     kr = ksub.add_parser("rotate", parents=[common, parents.tenant], help="rotate now: next signs")
-    kr.add_argument("--reason")
+    kr.add_argument("--reason", help="why, for the audit log")
     kr.add_argument(
         "--if-current",
         dest="if_current",
@@ -42,17 +42,17 @@ def register(sub: Subparsers, parents: Parents) -> None:
         parents=[common, parents.tenant],
         help="revoke a key (removed from the JWKS at once)",
     )
-    kv.add_argument("kid", nargs="?")
+    kv.add_argument("kid", nargs="?", help="the key id to revoke")
     kv.add_argument(
         "--all", action="store_true", help="leaked key store: revoke every published key"
     )
-    kv.add_argument("--reason", required=True)
+    kv.add_argument("--reason", required=True, help="why, for the audit log and the feed")
     krr = ksub.add_parser(
         "rotate-and-revoke",
         parents=[common, parents.tenant],
         help="compromised current key: revoke it, next signs at once",
     )
-    krr.add_argument("--reason", required=True)
+    krr.add_argument("--reason", required=True, help="why, for the audit log and the feed")
     ki = ksub.add_parser(
         "import", parents=[common, parents.tenant], help="import a private key (PEM, PKCS#12, JWK)"
     )
@@ -69,6 +69,12 @@ def register(sub: Subparsers, parents: Parents) -> None:
         default="next",
         help="next (default: pre-published, signs at the next rotation), current (signs now), "
         "previous (an old key whose tokens must keep verifying)",
+    )
+    ki.add_argument(
+        "--replace-next",
+        action="store_true",
+        help="with --as next: retire the existing next key and destroy its private key "
+        "(refused without this flag when the tenant has a next key)",
     )
     kp.set_defaults(fn=cmd_key)
 
@@ -118,12 +124,7 @@ def cmd_key(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     elif args.key_cmd == "show":
         k = svc.find_key(name, args.kid)
         view = k.public_view()
-        out.data(
-            view,
-            "\n".join(f"{key:18} {val}" for key, val in view.items() if key != "public_jwk")
-            + "\npublic_jwk         "
-            + orjson.dumps(k.public_jwk).decode(),
-        )
+        out.data(view, key_text(view))
     elif args.key_cmd == "rotate":
         res = svc.rotate(name, actor=actor, reason=args.reason, if_current=args.if_current)
         ev = res.change.events[-1]
@@ -169,10 +170,28 @@ def cmd_key(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             fmt=args.format,
             password=password,
             as_state=KeyState(args.as_state),
+            replace_next=args.replace_next,
         )
         kid = res.change.events[-1].kid
         print_outcome(out, res, f"imported {kid} into {name} as {args.as_state}")
     return EXIT_OK
+
+
+TIME_FIELDS = frozenset(
+    {"created_at", "activated_at", "deactivated_at", "retire_after", "retired_at", "revoked_at"}
+)
+
+
+def key_text(view: dict[str, Any]) -> str:
+    """``key show`` for people: UTC times, ``-`` for none, the public JWK on one line."""
+    lines = []
+    for key, val in view.items():
+        if key == "public_jwk":
+            continue
+        shown = ts(val) if key in TIME_FIELDS else text_value(val)
+        lines.append(f"{key:18} {shown}")
+    lines.append(f"{'public_jwk':18} {orjson.dumps(view['public_jwk']).decode()}")
+    return "\n".join(lines)
 
 
 def _password(args: argparse.Namespace) -> bytes | None:

@@ -42,6 +42,26 @@ def ts(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
 
 
+SHORT_KID = 8
+
+
+def short_kid(kid: str | None) -> str:
+    """A kid for people: its first 8 characters and an ellipsis (``--json`` keeps it whole).
+    8 base64url characters are 48 bits: distinct within any tenant's handful of keys."""
+    if kid is None:
+        return "-"
+    return kid if len(kid) <= SHORT_KID + 1 else kid[:SHORT_KID] + "…"
+
+
+def text_value(value: Any) -> str:
+    """A value in a key: value listing: ``-`` for none, ``yes``/``no``, else ``str``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Aligned columns under a header and a dashed rule; ``None`` cells print ``-``."""
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]

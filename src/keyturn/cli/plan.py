@@ -7,7 +7,7 @@ from typing import Any
 
 from keyturn.cli._parsers import Parents, Subparsers
 from keyturn.cli.exits import EXIT_OK
-from keyturn.cli.output import Out, table, ts
+from keyturn.cli.output import Out, short_kid, table, ts
 from keyturn.config import Settings
 from keyturn.durations import fmt_duration, parse_duration
 
@@ -38,9 +38,15 @@ def cmd_plan(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         _, ring = svc.ring(name)
         steps = plan(ring, now, horizon)
         result[name] = [s.to_dict() for s in steps]
+        if not ring.policy.auto_rotate:
+            texts.append(
+                f"tenant {name}: rotation is manual (automatic rotation is off): no rotation "
+                "is scheduled; `keyturn key rotate` rotates, under the same timing rules"
+            )
         texts.append(
-            f"tenant {name} (now {ts(now)}; signing {ring.current.kid if ring.current else '-'}; "
-            f"JWKS {', '.join(k.kid + ':' + k.state for k in ring.published)})"
+            f"tenant {name} (now {ts(now)}; signing "
+            f"{short_kid(ring.current.kid if ring.current else None)}; "
+            f"JWKS {', '.join(short_kid(k.kid) + ':' + k.state for k in ring.published)})"
         )
         texts.append(
             table(
@@ -50,9 +56,9 @@ def cmd_plan(args: argparse.Namespace, settings: Settings, out: Out) -> int:
                         ts(s.at),
                         fmt_duration(s.at - now),
                         s.event,
-                        ",".join(s.kids),
-                        s.signing,
-                        " ".join(f"{k}:{st}" for k, st in s.jwks),
+                        ",".join(short_kid(k) for k in s.kids),
+                        short_kid(s.signing),
+                        " ".join(f"{short_kid(k)}:{st}" for k, st in s.jwks),
                     ]
                     for s in steps
                 ],

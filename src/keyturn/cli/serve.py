@@ -9,10 +9,12 @@ from pathlib import Path
 
 from keyturn import errors as E
 from keyturn.cli._parsers import Parents, Subparsers
+from keyturn.cli.env_options import apply_env_defaults
 from keyturn.cli.output import Out
 from keyturn.config import Settings
 from keyturn.durations import parse_duration
 from keyturn.server.serve import DEFAULT_METRICS_TENANT_GAUGES, Listen, ServeOptions
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 
 DEFAULT_SCHEDULER_INTERVAL = "30s"
 METRICS_TOKEN_ENV = "KEYTURN_METRICS_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -26,6 +28,12 @@ def register(sub: Subparsers, parents: Parents) -> None:
     )
     sp.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sp.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sp.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL clients reach this server at, in issuers and jwks_uri (default: "
+        "KEYTURN_PUBLIC_URL, else http://HOST:PORT of this server)",
+    )
     sp.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     sched = sp.add_mutually_exclusive_group()
     sched.add_argument(
@@ -68,6 +76,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="the least severe level logged (default info)",
     )
     sp.add_argument(
         "--log-format",
@@ -81,6 +90,13 @@ def register(sub: Subparsers, parents: Parents) -> None:
         default=False,
         help="uvicorn's line per request, at --log-level info, with request ids in JSON mode "
         "(default off: a line per JWKS request halves the hot path's throughput)",
+    )
+    sp.add_argument(
+        "--header-timeout",
+        default="10s",
+        metavar="DUR",
+        help="close a connection whose request headers are not complete within DUR "
+        "(slow-header clients; default 10s)",
     )
     sp.add_argument(
         "--no-metrics",
@@ -102,6 +118,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
         f"(default {DEFAULT_METRICS_TENANT_GAUGES}; 0: none)",
     )
     sp.set_defaults(fn=cmd_serve)
+    apply_env_defaults(sp, os.environ)  # KEYTURN_<OPTION>: containers configure by env
 
 
 def _options(args: argparse.Namespace) -> ServeOptions:
@@ -114,6 +131,8 @@ def _options(args: argparse.Namespace) -> ServeOptions:
             raise E.InvalidInputError(f"cannot read {args.oidc_metadata}: {exc}") from None
         if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
             raise E.InvalidInputError('--oidc-metadata must be {"*"|tenant: {field: value}}')
+        if json_too_deep(extra):
+            raise E.InvalidInputError(f"--oidc-metadata nests deeper than {MAX_JSON_DEPTH} levels")
     if args.workers < 1:
         raise E.InvalidInputError("--workers must be at least 1")
     if args.max_tenants < 1:
@@ -136,10 +155,26 @@ def _options(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def _header_timeout(value: str) -> float:
+    seconds = parse_duration(value)
+    if not 0 < seconds <= 300:
+        raise E.InvalidInputError("--header-timeout must be positive and at most 5m")
+    return seconds
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
     from keyturn.server.serve import run
 
     options = _options(args)
+    if args.public_url:
+        settings = settings.with_public_url(args.public_url)
+    else:
+        if not settings.public_url_explicit and args.host in ("0.0.0.0", "::"):  # noqa: S104
+            out.warn(
+                f"serving on all interfaces without --public-url: issuers and jwks_uri name "
+                f"http://127.0.0.1:{args.port}, which other machines cannot reach"
+            )
+        settings = settings.serving_at(args.host, args.port)
     listen = Listen(
         host=args.host,
         port=args.port,
@@ -147,5 +182,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, out: Out) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         access_log=args.access_log,
+        header_timeout=_header_timeout(args.header_timeout),
     )
     return run(settings, options, listen)

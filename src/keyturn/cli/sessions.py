@@ -55,7 +55,7 @@ def register(sub: Subparsers, parents: Parents) -> None:
         ("revoke", "revoke the client and every session opened through it"),
     ):
         p = csub.add_parser(name, parents=[common, tenant_opt], help=text)
-        p.add_argument("client_id", metavar="CLIENT_ID")
+        p.add_argument("client_id", metavar="CLIENT_ID", help="the OAuth client id")
     cp.set_defaults(fn=cmd_oauth_client)
 
     sp = sub.add_parser(
@@ -67,27 +67,31 @@ def register(sub: Subparsers, parents: Parents) -> None:
         parents=[common, tenant_opt],
         help="open a session for a subject (prints an access and a refresh token)",
     )
-    so.add_argument("--client", dest="client_id", required=True, metavar="CLIENT_ID")
-    so.add_argument("--subject", required=True)
+    so.add_argument(
+        "--client", dest="client_id", required=True, metavar="CLIENT_ID", help="the client"
+    )
+    so.add_argument("--subject", required=True, help="the user the session is for (sub)")
     so.add_argument("--claims", default="{}", help="JSON object, @file, or - for stdin")
-    so.add_argument("--scope")
+    so.add_argument("--scope", help="space-separated scopes granted")
     sl = ssub.add_parser("list", parents=[common, tenant_opt], help="list sessions, newest first")
-    sl.add_argument("--subject")
-    sl.add_argument("--client", dest="client_id", metavar="CLIENT_ID")
+    sl.add_argument("--subject", help="only this subject's sessions")
+    sl.add_argument(
+        "--client", dest="client_id", metavar="CLIENT_ID", help="only this client's sessions"
+    )
     sl.add_argument("--all", action="store_true", help="include revoked and expired sessions")
-    sl.add_argument("--limit", type=int, default=100)
+    sl.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     ss = ssub.add_parser("show", parents=[common, tenant_opt], help="show one session")
-    ss.add_argument("session_id", metavar="SESSION_ID")
+    ss.add_argument("session_id", metavar="SESSION_ID", help="the session id")
     sr = ssub.add_parser("revoke", parents=[common, tenant_opt], help="revoke one session")
-    sr.add_argument("session_id", metavar="SESSION_ID")
-    sr.add_argument("--reason")
+    sr.add_argument("session_id", metavar="SESSION_ID", help="the session id")
+    sr.add_argument("--reason", help="why, for the audit log")
     su = ssub.add_parser(
         "revoke-subject",
         parents=[common, tenant_opt],
         help="log out everywhere: revoke every session of a subject",
     )
-    su.add_argument("subject")
-    su.add_argument("--reason")
+    su.add_argument("subject", help="the subject (sub) whose sessions end")
+    su.add_argument("--reason", help="why, for the audit log")
     spol = ssub.add_parser(
         "policy",
         parents=[common, tenant_opt],

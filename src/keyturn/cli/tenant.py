@@ -1,4 +1,9 @@
-"""``keyturn tenant create|list|show|set-policy``."""
+"""``keyturn tenant create|list|show|set-policy|set-issuer``.
+
+``create`` names the new tenant (a positional NAME); every command on an existing tenant takes
+``--tenant/-t`` (default ``default``) like the rest of the command line. ``show`` and
+``set-policy`` still accept the old positional name, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +27,32 @@ def register(sub: Subparsers, parents: Parents) -> None:
     tp = sub.add_parser("tenant", parents=[common], help="manage tenants (issuers)")
     tsub = tp.add_subparsers(dest="tenant_cmd", required=True, metavar="ACTION")
     c = tsub.add_parser("create", parents=[common], help="create a tenant with its first keys")
-    c.add_argument("name")
+    c.add_argument("name", help="the new tenant's name (lower-case letters, digits, -)")
     c.add_argument("--issuer", help="issuer URL (default PUBLIC_URL/t/NAME)")
     add_policy_opts(c)
     add_key_backend_opts(c)
     tsub.add_parser("list", parents=[common], help="list tenants")
-    s = tsub.add_parser("show", parents=[common], help="show a tenant and its policy")
-    s.add_argument("name")
-    sp2 = tsub.add_parser("set-policy", parents=[common], help="change a tenant's policy")
-    sp2.add_argument("name")
+    s = tsub.add_parser(
+        "show", parents=[common, parents.tenant], help="show a tenant and its policy"
+    )
+    s.add_argument("name", nargs="?", help="deprecated: use --tenant")
+    sp2 = tsub.add_parser(
+        "set-policy", parents=[common, parents.tenant], help="change a tenant's policy"
+    )
+    sp2.add_argument("name", nargs="?", help="deprecated: use --tenant")
     add_policy_opts(sp2)
+    si = tsub.add_parser(
+        "set-issuer",
+        parents=[common, parents.tenant],
+        help="change a tenant's issuer (live tokens carry the old one: needs --force)",
+    )
+    si.add_argument("issuer", help="the new issuer URL, e.g. https://auth.example.com")
+    si.add_argument(
+        "--force",
+        action="store_true",
+        help="change it although tokens already issued name the old issuer (audited)",
+    )
+    si.add_argument("--reason", help="why, for the audit log")
     tp.set_defaults(fn=cmd_tenant)
 
 
@@ -44,6 +65,7 @@ POLICY_FLAGS: dict[str, str] = {
     "jwks_max_age": "--jwks-max-age",
     "clock_skew": "--clock-skew",
     "rsa_bits": "--rsa-bits",
+    "auto_rotate": "--auto-rotate",
 }
 
 
@@ -63,6 +85,14 @@ def add_policy_opts(p: argparse.ArgumentParser) -> None:
         "--rsa-bits", dest="rsa_bits", type=int, choices=ALLOWED_RSA_BITS, help="RSA key size"
     )
     p.add_argument(
+        "--auto-rotate",
+        dest="auto_rotate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rotate every --rotation-period (default); --no-auto-rotate: only when an operator "
+        "runs `key rotate` (the timing rules still apply; previous keys still retire)",
+    )
+    p.add_argument(
         "--force", action="store_true", help="accept a policy that breaks a timing rule (audited)"
     )
 
@@ -78,6 +108,8 @@ def policy_change_from_args(args: argparse.Namespace) -> PolicyChange:
             values[name] = parse_duration(v)
     if getattr(args, "rsa_bits", None):
         values["rsa_bits"] = args.rsa_bits
+    if getattr(args, "auto_rotate", None) is not None:
+        values["auto_rotate"] = bool(args.auto_rotate)
     return PolicyChange(**values)
 
 
@@ -89,7 +121,8 @@ def tenant_text(t: Any) -> str:
             f"issuer:          {t.issuer}",
             f"algorithm:       {p.alg}"
             + (f" ({p.rsa_bits} bits)" if p.alg.startswith(("RS", "PS")) else ""),
-            f"rotation period: {fmt_duration(p.rotation_period)}",
+            f"rotation period: {fmt_duration(p.rotation_period)}"
+            + ("" if p.auto_rotate else "  (manual: automatic rotation is off)"),
             f"token ttl (T):   {fmt_duration(p.token_ttl)}",
             f"jwks max-age(C): {fmt_duration(p.jwks_max_age)}",
             f"clock skew (S):  {fmt_duration(p.clock_skew)}",
@@ -102,6 +135,22 @@ def tenant_text(t: Any) -> str:
             else []
         )
     )
+
+
+def tenant_name(args: argparse.Namespace, out: Out) -> str:
+    """``--tenant``; the deprecated positional name of ``show``/``set-policy`` with a warning."""
+    positional = getattr(args, "name", None)
+    if positional is None:
+        return str(args.tenant)
+    if args.tenant not in ("default", positional):
+        raise E.InvalidInputError(
+            f"two tenants given ({positional!r} and --tenant {args.tenant!r}): use --tenant only"
+        )
+    out.warn(
+        f"`keyturn tenant {args.tenant_cmd} NAME` is deprecated: use "
+        f"`keyturn tenant {args.tenant_cmd} --tenant {positional}`"
+    )
+    return str(positional)
 
 
 def cmd_tenant(args: argparse.Namespace, settings: Settings, out: Out) -> int:
@@ -140,12 +189,17 @@ def cmd_tenant(args: argparse.Namespace, settings: Settings, out: Out) -> int:
             ),
         )
     elif args.tenant_cmd == "show":
-        t = svc.tenant(args.name)
+        t = svc.tenant(tenant_name(args, out))
         out.data(t.public_view(), tenant_text(t))
     elif args.tenant_cmd == "set-policy":
         change = policy_change_from_args(args)
         if change.empty:
             raise E.InvalidInputError("nothing to change: give at least one policy option")
-        res = svc.change_policy(args.name, change, actor=actor(args), force=args.force)
+        res = svc.change_policy(tenant_name(args, out), change, actor=actor(args), force=args.force)
         print_outcome(out, res, "policy updated\n" + tenant_text(res.tenant))
+    elif args.tenant_cmd == "set-issuer":
+        res = svc.change_issuer(
+            args.tenant, args.issuer, actor=actor(args), force=args.force, reason=args.reason
+        )
+        print_outcome(out, res, f"issuer of {args.tenant} is now {res.tenant.issuer}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from keyturn.cli.exits import EXIT_OK
 from keyturn.cli.output import Out, read_arg
 from keyturn.config import Settings
 from keyturn.durations import parse_duration
+from keyturn.tokens.claims import MAX_JSON_DEPTH, json_too_deep
 
 
 def register(sub: Subparsers, parents: Parents) -> None:
@@ -28,7 +29,9 @@ def register(sub: Subparsers, parents: Parents) -> None:
         "verify", parents=[common, parents.tenant], help="verify a token against the published keys"
     )
     tv.add_argument("token", help="the token, @file, or - for stdin")
-    tv.add_argument("--audience", "--aud", dest="audience")
+    tv.add_argument(
+        "--audience", "--aud", dest="audience", help="require this audience in the aud claim"
+    )
     tk.set_defaults(fn=cmd_token)
 
 
@@ -39,6 +42,8 @@ def _parse_claims(raw: bytes) -> dict[str, Any]:
         raise E.InvalidInputError(f"claims are not valid JSON: {exc}") from None
     if not isinstance(claims, dict):
         raise E.InvalidInputError("claims must be a JSON object")
+    if json_too_deep(claims):
+        raise E.InvalidInputError(f"claims nested deeper than {MAX_JSON_DEPTH} levels")
     return claims
 
 

@@ -57,6 +57,8 @@ class Evidence:
     revocations: Fetch | None = None  # the feed's exchange, when the issuer announces one
     revoked: dict[str, dict[str, Any]] | None = None  # kid -> {revoked_at, reason}; None: unread
     refetch: JwksReport | None = None  # the JWKS asked for with no-cache
+    # The issuer's own jwks_uri (no-cache), when the JWKS checked is another URL (a gateway).
+    upstream: JwksReport | None = None
 
     @property
     def jwks_source(self) -> str | None:
@@ -228,4 +230,16 @@ def gather(
     if ev.jwks is not None and needs_origin_check(ev):
         # Ask past the caches: a kid present there but not in our copy proves a stale cache.
         ev = replace(ev, refetch=analyse_jwks(get(ev.jwks.fetch.url, NO_CACHE_HEADERS), now))
+        uri = upstream_jwks_uri(ev)
+        if uri is not None:
+            # A gateway in front may ignore no-cache: ask the issuer's own jwks_uri as well.
+            ev = replace(ev, upstream=analyse_jwks(get(uri, NO_CACHE_HEADERS), now))
     return ev
+
+
+def upstream_jwks_uri(ev: Evidence) -> str | None:
+    """The discovery document's ``jwks_uri`` when the JWKS checked is another URL."""
+    d = ev.discovery
+    if d is None or d.error is not None or d.jwks_uri is None or ev.jwks is None:
+        return None
+    return d.jwks_uri if d.jwks_uri != ev.jwks.fetch.url else None

@@ -414,6 +414,33 @@ def stale_cache_confirmed(ev: Evidence) -> Decision | None:
     )
 
 
+def stale_cache_upstream(ev: Evidence) -> Decision | None:
+    """The JWKS checked (a gateway, a proxy, a CDN URL) lacks the kid, the issuer's own
+    ``jwks_uri`` publishes it: a cache layer serves an old copy, even without an ``Age``
+    header to admit it is a cache. Not another environment: this issuer has the key."""
+    j, u, kid = ev.jwks, ev.upstream, ev.token.kid
+    if j is None or u is None or kid is None or u.keyset is None or kid not in u.kids:
+        return None
+    if kid in j.kids:
+        return None
+    evidence = _kid_evidence(j, kid)
+    evidence.append(
+        f"the issuer's jwks_uri {u.fetch.url} (asked with no-cache) publishes kid {kid}"
+    )
+    if j.fetch.age is None:
+        evidence.append(f"{j.fetch.url} sent no Age header: the cache does not say it is one")
+    return Decision(
+        Verdict.KID_NOT_PUBLISHED,
+        "stale_cache",
+        f"{j.fetch.url} serves an old copy of the JWKS without kid {kid}, while the issuer's "
+        f"jwks_uri {u.fetch.url} publishes it: a cache layer in between (gateway, proxy, CDN) "
+        "serves the JWKS stale",
+        "purge that layer's cache for the JWKS and make it honour the origin's Cache-Control "
+        "(and send Age), or point verifiers at the issuer's jwks_uri",
+        tuple(evidence),
+    )
+
+
 def stale_cache_signs(ev: Evidence) -> Decision | None:
     """A cache served the copy, and Age / Date say it is older than it should be."""
     j, kid = ev.jwks, ev.token.kid
@@ -501,6 +528,7 @@ def rotation_without_overlap(ev: Evidence) -> Decision | None:
 KID_MISSING_RULES: tuple[Rule, ...] = (
     kid_missing_here,
     stale_cache_confirmed,
+    stale_cache_upstream,
     stale_cache_signs,
     foreign_kid_kind,
     unknown_to_keyturn,

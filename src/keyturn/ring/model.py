@@ -43,6 +43,8 @@ class Policy:
 
     ``token_ttl`` is T (longest token lifetime), ``jwks_max_age`` is C (the JWKS
     ``Cache-Control: max-age``), ``clock_skew`` is S, ``rotation_period`` is R.
+    ``auto_rotate`` off: the scheduler never rotates (operators do, with the same safety rules);
+    it still retires previous keys when their retention ends.
     """
 
     alg: Alg = Alg.RS256
@@ -51,6 +53,7 @@ class Policy:
     jwks_max_age: float = 600
     clock_skew: float = 60
     rsa_bits: int = DEFAULT_RSA_BITS
+    auto_rotate: bool = True
 
     def __post_init__(self) -> None:
         # Accept "ES256" as well as Alg.ES256, and refuse anything else here, not later.
@@ -77,6 +80,7 @@ class Policy:
             "jwks_max_age": self.jwks_max_age,
             "clock_skew": self.clock_skew,
             "rsa_bits": self.rsa_bits,
+            "auto_rotate": self.auto_rotate,
         }
 
 

@@ -41,6 +41,7 @@ class PolicyChange:
     jwks_max_age: float | None = None
     clock_skew: float | None = None
     rsa_bits: int | None = None
+    auto_rotate: bool | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> PolicyChange:

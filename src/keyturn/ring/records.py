@@ -69,6 +69,19 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditAnchor:
+    """Where the audit trail stood: how many records, and one hash over the head of every
+    scope's chain after them. Saved outside the database, it lets ``audit verify`` notice
+    records deleted from the end, which the chain alone cannot show."""
+
+    count: int
+    head: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "head": self.head}
+
+
+@dataclass(frozen=True)
 class RotationRow:
     """One tenant's rotation timing, as the metrics gauges need it (R, C, S and two stamps)."""
 
@@ -78,3 +91,4 @@ class RotationRow:
     clock_skew: float
     current_activated_at: float | None
     next_created_at: float | None
+    auto_rotate: bool = True  # off: no rotation is scheduled (no "until rotation" gauge)

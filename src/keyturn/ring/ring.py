@@ -276,6 +276,9 @@ class Ring:
         )
 
     def rotation_due(self, now: float) -> bool:
+        """Whether the scheduler rotates now: never with automatic rotation off."""
+        if not self.policy.auto_rotate:
+            return False
         cur = self.current
         assert cur is not None and cur.activated_at is not None
         return now >= next_rotation_at(cur.activated_at, self.policy.rotation_period)
@@ -297,18 +300,38 @@ class Ring:
         return self._apply(change) if not change.empty else change
 
     def place_imported(
-        self, now: float, rec: KeyRecord, as_state: KeyState, new_next: KeyRecord | None
+        self,
+        now: float,
+        rec: KeyRecord,
+        as_state: KeyState,
+        new_next: KeyRecord | None,
+        *,
+        replace_next: bool = False,
     ) -> Change:
-        """Put an imported key into the ring as next (default), current, or previous."""
+        """Put an imported key into the ring as next (default), current, or previous.
+
+        As next, it replaces the existing next key, which is retired and whose private key is
+        destroyed: refused unless ``replace_next``.
+        """
         if any(k.kid == rec.kid for k in self.keys):
             raise InvalidTransitionError(f"key {rec.kid} is already in tenant {self.tenant}")
         change = Change()
         if as_state == KeyState.NEXT:
             old = self.next
+            if old is not None and not replace_next:
+                raise InvalidTransitionError(
+                    f"tenant {self.tenant} already has a next key ({old.kid}, {old.origin}): "
+                    "importing as next retires it and destroys its private key; pass "
+                    "replace_next (--replace-next) to do that"
+                )
             if old is not None:
                 # The replaced next never signed: it can go at once.
                 change.updated.append(_destroy(old, state=KeyState.RETIRED, retired_at=now))
                 change.events.append(Event("key.retired", old.kid, {"replaced_by": rec.kid}))
+                change.warnings.append(
+                    f"next key {old.kid} was retired and its private key destroyed "
+                    f"(replaced by {rec.kid})"
+                )
             change.created.append(rec.evolve(state=KeyState.NEXT, created_at=now))
         elif as_state == KeyState.CURRENT:
             cur = self.current

@@ -59,12 +59,14 @@ def plan(ring: Ring, now: float, horizon: float, max_steps: int = 200) -> list[S
         cur = sim.current
         assert cur is not None and cur.activated_at is not None
         rotate_at = max(now, next_rotation_at(cur.activated_at, sim.policy.rotation_period))
+        if not sim.policy.auto_rotate:
+            rotate_at = float("inf")  # manual: only retirements are scheduled
         retire_times = [
             k.retire_after for k in sim.by_state(KeyState.PREVIOUS) if k.retire_after is not None
         ]
         retire_at = max(now, min(retire_times)) if retire_times else None
         t = rotate_at if retire_at is None else min(rotate_at, retire_at)
-        if t > end:
+        if t > end or t == float("inf"):
             break
         if retire_at is not None and retire_at <= rotate_at:
             change = sim.retire_due(t)

@@ -28,6 +28,7 @@ from keyturn.server.models import (
     AuditOut,
     AuditPage,
     ImportIn,
+    IssuerUpdate,
     JwksEntry,
     KeyOut,
     OutcomeOut,
@@ -35,6 +36,8 @@ from keyturn.server.models import (
     PolicyUpdate,
     RevokeIn,
     RotateIn,
+    SignBatchIn,
+    SignBatchOut,
     SignIn,
     SignOut,
     StepOut,
@@ -43,6 +46,7 @@ from keyturn.server.models import (
     VerifyIn,
     VerifyOut,
 )
+from keyturn.server.signing import SignStep, sign_items
 from keyturn.service import KeyService, Outcome
 from keyturn.store.apikeys import ApiKeyStore
 
@@ -66,6 +70,7 @@ class ApiContext:
     api_keys: ApiKeyStore
     settings: Settings
     observer: ApiObserver | None = None
+    sign: SignStep | None = None  # the sign step (default: the service's sign)
 
 
 # Declared for the OpenAPI document (the security scheme); the check itself is ours, so a
@@ -79,6 +84,7 @@ KidPath = Annotated[str, Path(pattern=KID_PATTERN, max_length=128)]
 def build_router(ctx: ApiContext) -> APIRouter:
     svc = ctx.service
     observer = ctx.observer
+    sign_step: SignStep = ctx.sign or svc.sign
 
     def done(res: Outcome) -> OutcomeOut:
         if observer is not None:
@@ -136,6 +142,17 @@ def build_router(ctx: ApiContext) -> APIRouter:
             fields["alg"] = Alg(fields["alg"])
         change = PolicyChange.from_mapping(fields)
         return done(svc.change_policy(tenant, change, actor=p.actor, force=body.force))
+
+    @r.put("/tenants/{tenant}/issuer", response_model=OutcomeOut, tags=["tenants"])
+    def update_issuer(tenant: TenantPath, body: IssuerUpdate, p: Caller) -> OutcomeOut:
+        """Change the issuer. Live tokens carry the old one: refused (409
+        ``issuer_change_refused``) unless ``force``; audited as ``tenant.issuer_changed``."""
+        p.require(Right.MANAGE, tenant)
+        return done(
+            svc.change_issuer(
+                tenant, body.issuer, actor=p.actor, force=body.force, reason=body.reason
+            )
+        )
 
     # --- keys ----------------------------------------------------------------------------
     @r.get("/tenants/{tenant}/keys", response_model=list[KeyOut], tags=["keys"])
@@ -198,6 +215,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             fmt=body.format,
             password=password,
             as_state=KeyState(body.as_state),
+            replace_next=body.replace_next,
         )
         return done(res)
 
@@ -206,10 +224,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
     def sign(tenant: TenantPath, body: SignIn, p: Caller) -> SignOut:
         """Sign claims with the current key. ``iss``, ``iat``, ``exp`` are set by keyturn."""
         p.require(Right.SIGN, tenant)
-        token, claims = svc.sign(tenant, body.claims, ttl=body.ttl)
+        token, claims = sign_step(tenant, body.claims, ttl=body.ttl)
         if observer is not None:
             observer.signed(tenant, token)
         return SignOut(token=token, claims=claims)
+
+    @r.post("/tenants/{tenant}/tokens/sign-batch", response_model=SignBatchOut, tags=["tokens"])
+    def sign_batch(tenant: TenantPath, body: SignBatchIn, p: Caller) -> SignBatchOut:
+        """Sign 1 to 100 claim sets with the current key, all or none (the first failure names
+        its index, ``items[i]: ...``, and no token is returned)."""
+        p.require(Right.SIGN, tenant)
+        done = sign_items(sign_step, tenant, [(i.claims, i.ttl) for i in body.items])
+        if observer is not None:
+            for token, _claims in done:
+                observer.signed(tenant, token)
+        return SignBatchOut(items=[SignOut(token=t, claims=c) for t, c in done])
 
     @r.post("/tenants/{tenant}/tokens/verify", response_model=VerifyOut, tags=["tokens"])
     def verify(tenant: TenantPath, body: VerifyIn, p: Caller) -> VerifyOut:
@@ -250,7 +279,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
             )
             for s in plan(ring, now, seconds)
         ]
-        return PlanOut(tenant=tenant, now=now, steps=steps)
+        return PlanOut(
+            tenant=tenant,
+            now=now,
+            rotation="automatic" if ring.policy.auto_rotate else "manual",
+            steps=steps,
+        )
 
     @r.get("/audit", response_model=AuditPage, tags=["audit"])
     def audit(

@@ -28,16 +28,19 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
+from keyturn.server.guards import JsonOnly, add_method_errors
+from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
 from keyturn.server.oauth import OAuthApp
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 from keyturn.server.public import ASGIApp, PublicApp, PublicObserver, Receive, Scope, Send
 from keyturn.server.sessions_api import build_sessions_router
+from keyturn.server.signfast import SignFastApp, SignRoutes
 from keyturn.server.watch import DEFAULT_POLL_INTERVAL, Watcher, default_watchers
 from keyturn.service import KeyService, Outcome
 from keyturn.sessions.service import SessionService
-from keyturn.store.apikeys import ApiKeyStore
+from keyturn.store.apikeys import APIKEY_NOTIFY_PREFIX, ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
 
@@ -252,7 +255,11 @@ class KeyturnApp:
         watchers: Sequence[Watcher],
         scheduler: Scheduler | None,
         handle_signals: bool,
+        key_cache: ApiKeyCache | None = None,
+        front: ASGIApp | None = None,
     ) -> None:
+        self.key_cache = key_cache
+        self.front: ASGIApp = front or public  # what a request enters first
         self.public = public
         self.api = api
         self.cache = cache
@@ -265,10 +272,19 @@ class KeyturnApp:
         self._old_handlers: dict[int, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.public(scope, receive, send)
+        await self.front(scope, receive, send)
 
     def notify(self, name: str | None) -> None:
-        """A tenant's keys changed, or (None) any may have: drop documents and prepared keys."""
+        """A tenant's keys changed, or (None) any may have: drop documents and prepared keys.
+
+        ``apikey:<key id>`` (the same channel): that API key changed; drop it from the cache.
+        """
+        if name is not None and name.startswith(APIKEY_NOTIFY_PREFIX):
+            if self.key_cache is not None:
+                self.key_cache.invalidate(name[len(APIKEY_NOTIFY_PREFIX) :])
+            return
+        if name is None and self.key_cache is not None:
+            self.key_cache.invalidate(None)
         self.service.invalidate(name)
         if name is None:
             self.cache.invalidate_all()
@@ -291,6 +307,8 @@ class KeyturnApp:
             await anyio.to_thread.run_sync(self.scheduler.stop)
         for w in self.watchers:
             await anyio.to_thread.run_sync(w.stop)
+        if self.key_cache is not None:
+            await anyio.to_thread.run_sync(self.key_cache.usage.close)
         self.started = False
 
     def _chain_signals(self) -> None:
@@ -330,6 +348,7 @@ def create_app(
     discovery_extra: DiscoveryExtra | None = None,
     metrics: Metrics | None = None,
     handle_signals: bool = False,
+    fast_sign: bool = True,
 ) -> KeyturnApp:
     """Build the keyturn HTTP application on an open service.
 
@@ -339,6 +358,8 @@ def create_app(
     ``discovery_extra``: discovery fields per tenant name (``"*"``: every tenant), e.g. the
     ``token_endpoint`` of the authorization server that signs through keyturn.
     Watchers and the scheduler start in the ASGI lifespan (or :meth:`KeyturnApp.startup`).
+    ``fast_sign``: serve the sign routes from :class:`SignFastApp` (False: FastAPI only, the
+    reference the fast path is tested against).
     """
     api_keys = api_keys or service.api_keys()
     cache = DocumentCache(
@@ -389,10 +410,16 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(api, metrics)
-    ctx = ApiContext(service, api_keys, settings, metrics)
-    api.include_router(build_router(ctx))
+    # The one sign step of every sign route (FastAPI's and the fast path's).
+    sign_step = service.sign
+    ctx = ApiContext(service, api_keys, settings, metrics, sign=sign_step)
+    router = build_router(ctx)
+    add_method_errors(router)
+    api.include_router(router)
     sessions = SessionService(service)
-    api.include_router(build_sessions_router(ctx, sessions))
+    sessions_router = build_sessions_router(ctx, sessions)
+    add_method_errors(sessions_router)
+    api.include_router(sessions_router)
     # Operators' HTML pages. The session key derives from the active master key, so every
     # worker and replica accepts the same sessions (a random per-process key would sign an
     # operator out whenever the load balancer picks another process); a master-key rotation
@@ -418,16 +445,19 @@ def create_app(
             await anyio.to_thread.run_sync(service.key_versions)
             docs = await cache.get(settings.default_tenant, priority=True)
             await anyio.to_thread.run_sync(service.check_key_backends)
-        except KeyturnError as exc:
-            if metrics is not None and isinstance(exc, StoreUnavailableError):
+        except Exception as exc:
+            # Unauthenticated: say only that the store or the keys are not available. The
+            # details (host, port, database name, token labels) go to the log.
+            store_down = isinstance(exc, StoreUnavailableError) or not isinstance(exc, KeyturnError)
+            if metrics is not None and store_down:
                 metrics.store_error("read")
-            return problem_response(503, problem(503, exc.detail, exc.code))
-        except Exception:
-            if metrics is not None:
-                metrics.store_error("read")
-            return problem_response(
-                503, problem(503, "the store is unreachable", "store_unavailable")
-            )
+            log.warning("readyz: not ready: %s", getattr(exc, "detail", type(exc).__name__))
+            if store_down:
+                body = problem(503, "not ready: the key store does not answer", "store_unavailable")
+            else:
+                code = exc.code if isinstance(exc, KeyturnError) else "not_ready"
+                body = problem(503, "not ready: the signing keys are not available", code)
+            return problem_response(503, body)
         if docs is None or docs.jwks.body == b'{"keys":[]}':
             return problem_response(
                 503, problem(503, "the default tenant has no published keys", "not_ready")
@@ -437,12 +467,17 @@ def create_app(
             # every sign fail, so the process is not ready (the load balancer sends elsewhere).
             await anyio.to_thread.run_sync(service.prepared, settings.default_tenant)
         except KeyturnError as exc:
-            return problem_response(503, problem(503, exc.detail, exc.code))
+            # Unauthenticated: no file names or key ids here; the detail goes to the log.
+            log.warning("readyz: not ready: %s", exc.detail)
+            return problem_response(
+                503,
+                problem(503, "not ready: the current signing key cannot be unsealed", exc.code),
+            )
         return Health(status="ready")
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    fallback: ASGIApp = RequestId(BodyLimit(api, max_body))
+    fallback: ASGIApp = RequestId(BodyLimit(JsonOnly(api), max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)
@@ -455,6 +490,23 @@ def create_app(
         default_tenant=settings.default_tenant,
         observer=metrics,
     )
+    key_cache: ApiKeyCache | None = None
+    front: ASGIApp | None = None
+    if fast_sign:
+        # The sign routes first, before the public paths are even looked at; the same request
+        # id and body limit as the API, and FastAPI behind for every case it does not take.
+        key_cache = ApiKeyCache(api_keys, service.clock, revalidate_after=service.revalidate_after)
+        fast = SignFastApp(
+            api,
+            keys=key_cache,
+            sign=sign_step,
+            warm=service.warm_signer,
+            prepare=service.prepared,
+            recheck=service.recheck,
+            published=cache.serves,
+            observer=metrics,
+        )
+        front = SignRoutes(RequestId(BodyLimit(JsonOnly(fast), max_body)), public)
     app = KeyturnApp(
         public=public,
         api=api,
@@ -464,6 +516,8 @@ def create_app(
         watchers=watchers,
         scheduler=scheduler,
         handle_signals=handle_signals,
+        key_cache=key_cache,
+        front=front,
     )
     holder["app"] = app
     return app

@@ -363,6 +363,13 @@ class DocumentCache:
                 f"the signing key {kid} of tenant {name} changed while signing; try again"
             )
 
+    def serves(self, name: str, key_version: int, kid: str) -> bool:
+        """True if :meth:`ensure_published` would return at once, without a store read (for a
+        caller on the event loop deciding whether it may sign there)."""
+        with self._lock:
+            held = self._docs.get(name)
+        return held is not None and held.key_version >= key_version and kid in held.kids
+
     def load_sync(self, name: str) -> TenantDocs | None:
         """Blocking fill, for threads (readiness checks, watchers)."""
         docs = self.peek(name)

@@ -253,9 +253,10 @@ class ServerMetrics:
             fam["skew"].add_metric([name], row.clock_skew)
             rotate_at = None
             if row.current_activated_at is not None:
-                rotate_at = next_rotation_at(row.current_activated_at, row.rotation_period)
                 fam["key_age"].add_metric([name], now - row.current_activated_at)
-                fam["until"].add_metric([name], rotate_at - now)
+                if row.auto_rotate:  # manual rotation: nothing is scheduled, nothing overdue
+                    rotate_at = next_rotation_at(row.current_activated_at, row.rotation_period)
+                    fam["until"].add_metric([name], rotate_at - now)
             if row.next_created_at is not None:
                 fam["next_pub"].add_metric([name], now - row.next_created_at)
                 if rotate_at is not None:

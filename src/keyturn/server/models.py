@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from keyturn.ring.model import KeyRecord, Policy
 from keyturn.ring.policy_contract import MAX_DURATION, MIN_DURATION, MIN_SKEW
 from keyturn.ring.records import AuditRecord, Tenant
+from keyturn.server.signing import MAX_BATCH
 from keyturn.service import MAX_REASON_LENGTH, Outcome
 
 TENANT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -43,6 +44,10 @@ class PolicyIn(_Strict):
     jwks_max_age: Duration | None = None
     clock_skew: Skew | None = None
     rsa_bits: Literal[2048, 3072, 4096] | None = None
+    auto_rotate: Annotated[
+        bool | None,
+        Field(description="false: the scheduler never rotates (manual rotation); default true"),
+    ] = None
 
     def changes(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None and k != "force"}
@@ -53,6 +58,14 @@ class TenantCreate(_Strict):
     issuer: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
     policy: PolicyIn = Field(default_factory=PolicyIn)
     force: bool = False
+
+
+class IssuerUpdate(_Strict):
+    issuer: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    force: bool = Field(
+        False, description="change it although live tokens carry the old issuer (audited)"
+    )
+    reason: Annotated[str, Field(max_length=500)] | None = None
 
 
 class PolicyUpdate(PolicyIn):
@@ -80,6 +93,11 @@ class ImportIn(_Strict):
     format: Literal["pem", "pkcs12", "jwk"] | None = None
     password: Annotated[str, Field(max_length=1024)] | None = None
     as_state: Literal["next", "current", "previous"] = "next"
+    replace_next: bool = Field(
+        False,
+        description="as next: retire the existing next key and destroy its private key "
+        "(refused with 409 invalid_transition without it when the tenant has a next key)",
+    )
 
 
 def _check_json_values(value: Any, depth: int = 0) -> None:
@@ -114,6 +132,12 @@ class SignIn(_Strict):
         return claims
 
 
+class SignBatchIn(_Strict):
+    """Up to 100 claim sets signed in one request, all or none."""
+
+    items: Annotated[list[SignIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class VerifyIn(_Strict):
     token: Annotated[str, Field(min_length=1, max_length=16384)]
     audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
@@ -127,6 +151,7 @@ class PolicyOut(BaseModel):
     jwks_max_age: float
     clock_skew: float
     rsa_bits: int
+    auto_rotate: bool
     prepublication: float = Field(description="C + S: how long a key is published before it signs")
     retention: float = Field(description="max(2T, T + C + S): how long it stays after")
 
@@ -139,6 +164,7 @@ class PolicyOut(BaseModel):
             jwks_max_age=p.jwks_max_age,
             clock_skew=p.clock_skew,
             rsa_bits=p.rsa_bits,
+            auto_rotate=p.auto_rotate,
             prepublication=p.prepublication,
             retention=p.retention,
         )
@@ -215,6 +241,10 @@ class SignOut(BaseModel):
     claims: dict[str, Any]
 
 
+class SignBatchOut(BaseModel):
+    items: list[SignOut]
+
+
 class VerifyOut(BaseModel):
     """``valid`` false carries the error ``code``, a ``detail`` and the ``action`` to take."""
 
@@ -242,6 +272,9 @@ class StepOut(BaseModel):
 class PlanOut(BaseModel):
     tenant: str
     now: float
+    rotation: Literal["automatic", "manual"] = Field(
+        "automatic", description="manual: automatic rotation is off, no rotation is scheduled"
+    )
     steps: list[StepOut]
 
 

@@ -72,29 +72,48 @@ _BUSY = _BUSY_BODY, [*_BUSY_HEADERS, (b"retry-after", b"1")]
 
 
 def if_none_match(header: bytes, etag: bytes) -> bool:
-    """RFC 9110 §13.1.2: ``*`` or any listed tag equal under weak comparison (W/ ignored)."""
+    """RFC 9110 §13.1.2: ``*`` or any listed tag equal under weak comparison (W/ ignored).
+
+    The whole field must parse (``#entity-tag``: tags separated by commas and optional white
+    space, each ``[W/]"etagc*"``): a malformed value such as ``"tag"garbage`` matches nothing,
+    so the full document is served rather than a 304 on a guess.
+    """
     if header == etag:
         return True
-    value = header.strip()
+    value = header.strip(b" \t")
     if value == b"*":
         return True
     i, n = 0, len(value)
+    matched = False
+    expect_tag = True  # after a comma (or at the start) a tag or an empty element may come
     while i < n:
-        c = value[i : i + 1]
-        if c in b" \t,":
+        c = value[i]
+        if c in b" \t":
             i += 1
             continue
+        if c == 0x2C:  # ","
+            expect_tag = True
+            i += 1
+            continue
+        if not expect_tag:
+            return False  # something after a tag other than white space or a comma
+
         if value.startswith(b"W/", i):
             i += 2
-        if value[i : i + 1] != b'"':
-            return False  # malformed: no match, serve the full document
+        if i >= n or value[i] != 0x22:
+            return False
         end = value.find(b'"', i + 1)
         if end < 0:
             return False
+        for b in value[i + 1 : end]:
+            # etagc = %x21 / %x23-7E / obs-text: no controls, no space, no DQUOTE, no DEL
+            if b < 0x21 or b == 0x7F:
+                return False
         if value[i : end + 1] == etag:
-            return True
+            matched = True
         i = end + 1
-    return False
+        expect_tag = False
+    return matched
 
 
 _EMPTY_BODY: dict[str, Any] = {"type": "http.response.body", "body": b""}

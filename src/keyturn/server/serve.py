@@ -8,18 +8,23 @@ nothing here imports the command line. Worker processes receive the options as e
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from keyturn import errors as E
-from keyturn.config import Settings
+from keyturn.config import Settings, origin
 
 if TYPE_CHECKING:
+    from keyturn.ring.records import Tenant
     from keyturn.server.app import KeyturnApp
+
+log = logging.getLogger("keyturn.serve")
 
 DEFAULT_METRICS_TENANT_GAUGES = 1000  # keyturn.server.metrics.DEFAULT_TENANT_GAUGES
 OPTIONS_ENV = "KEYTURN_SERVE_OPTIONS"  # serve options handed to worker processes
@@ -81,6 +86,7 @@ class Listen:
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     access_log: bool = False
+    header_timeout: float = 10.0  # keyturn.server.slowheaders.DEFAULT_HEADER_TIMEOUT
 
 
 def build_app(settings: Settings, options: ServeOptions) -> KeyturnApp:
@@ -110,6 +116,21 @@ def build_app(settings: Settings, options: ServeOptions) -> KeyturnApp:
     )
 
 
+def issuer_warnings(tenants: Iterable[Tenant], settings: Settings) -> list[str]:
+    """One line per tenant whose issuer is not on this server's public origin: its tokens name
+    an issuer whose documents (and jwks_uri) this server does not publish there, so verifiers
+    that check ``iss`` against discovery fail."""
+    here = origin(settings.public_url)
+    return [
+        f"tenant {t.name!r} has issuer {t.issuer} but this server publishes at "
+        f"{settings.public_url}: verifiers that fetch discovery from the issuer will not find "
+        "these keys (set --public-url / KEYTURN_PUBLIC_URL, or change the issuer with "
+        "`keyturn tenant set-issuer`)"
+        for t in tenants
+        if origin(t.issuer) != here
+    ]
+
+
 def worker_app() -> KeyturnApp:
     """uvicorn factory for ``--workers N``: each worker process builds its own app."""
     return build_app(Settings.from_env(), ServeOptions.from_json(os.environ[OPTIONS_ENV]))
@@ -121,11 +142,16 @@ def run(settings: Settings, options: ServeOptions, listen: Listen) -> int:
 
     from keyturn.bootstrap import ensure_default_tenant, open_service
     from keyturn.server.logs import log_config
+    from keyturn.server.slowheaders import protocol
 
     # Like `keyturn init`: migrations and the default tenant, once, before any worker starts.
     service = open_service(settings, create=True)
     ensure_default_tenant(service, settings, actor="serve")
+    for warning in issuer_warnings(service.tenants(), settings):
+        log.warning("%s", warning)
     service.close()
+    # Worker processes read their settings from the environment: the same public URL.
+    os.environ["KEYTURN_PUBLIC_URL"] = settings.public_url
     common: dict[str, Any] = {
         "host": listen.host,
         "port": listen.port,
@@ -138,7 +164,8 @@ def run(settings: Settings, options: ServeOptions, listen: Listen) -> int:
         "server_header": False,
         # "auto" picks uvloop and httptools when installed (the fast path measured in bench/).
         "loop": "auto",
-        "http": "auto",
+        # httptools (or h11) with a deadline on reading request headers (slowloris).
+        "http": protocol(listen.header_timeout),
     }
     if listen.workers == 1:
         config = uvicorn.Config(build_app(settings, options), **common)

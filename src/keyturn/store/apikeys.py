@@ -11,18 +11,19 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.errors import ApiKeyNotFoundError as ApiKeyNotFoundError  # re-exported
 from keyturn.errors import InvalidInputError, StoreUnavailableError
 from keyturn.ring.model import check_tenant_name
 from keyturn.store import schema as s
-from keyturn.store.sql import SqlStore
+from keyturn.store.sql import NOTIFY_CHANNEL, SqlStore
 
 PREFIX = "kt"
 KEY_ID_BYTES = 8  # 16 hex characters
@@ -30,6 +31,9 @@ SECRET_BYTES = 32  # 256 bits
 # last_used_at is written at most this often per key: auth must not be a write per request.
 TOUCH_INTERVAL = 60.0
 MAX_DESCRIPTION = 200
+# NOTIFY payloads on the key channel that name an API key, not a tenant (tenant names have no
+# colon): ``apikey:<key id>``. Servers drop that key from their in-memory cache at once.
+APIKEY_NOTIFY_PREFIX = "apikey:"
 
 
 class Role(StrEnum):
@@ -85,13 +89,27 @@ def _row(r: Any) -> ApiKey:
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a secret (hex SHA-256), for in-memory compares."""
+    return _hash(secret)
+
+
+def _notify_key(tx: Any, key_id: str) -> None:
+    """Tell every replica this key changed (PostgreSQL NOTIFY, delivered at commit)."""
+    if tx.dialect == "postgresql":
+        tx.conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, APIKEY_NOTIFY_PREFIX + key_id)))
+
+
 def parse_token(token: str) -> tuple[str, str] | None:
     """(key id, secret) from ``kt_<key id>_<secret>``, None if it is not shaped like one."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
     key_id, secret = parts[1], parts[2]
-    if len(key_id) != 2 * KEY_ID_BYTES or not all(c in "0123456789abcdef" for c in key_id):
+    if len(key_id) != 2 * KEY_ID_BYTES or not _HEX.issuperset(key_id):
         return None
     if not 20 <= len(secret) <= 100:
         return None
@@ -106,6 +124,9 @@ class ApiKeyStore:
         self.clock = clock or SystemClock()
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Called with a key id after a create or revoke commits here (in-process caches);
+        # other processes learn of it through NOTIFY (PostgreSQL) or their cache's re-check.
+        self.listeners: list[Callable[[str], None]] = []
 
     def create(
         self,
@@ -152,7 +173,9 @@ class ApiKeyStore:
                 tenant=tenant,
                 details={"key_id": key_id, "role": role.value, "description": description},
             )
+            _notify_key(tx, key_id)
         rec = ApiKey(key_id, role, tenant, description, now, None, None)
+        self._changed(key_id)
         return rec, f"{PREFIX}_{key_id}_{secret}"
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -186,7 +209,29 @@ class ApiKeyStore:
                     tenant=r.tenant,
                     details={"key_id": key_id, "role": r.role},
                 )
+                _notify_key(tx, key_id)
+        self._changed(key_id)
         return self.get(key_id)
+
+    def _changed(self, key_id: str) -> None:
+        for listener in list(self.listeners):
+            listener(key_id)
+
+    def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """One key's record and stored secret hash (for an in-memory cache), None if unknown."""
+        with self.store.read() as tx:
+            r = tx.conn.execute(select(s.api_keys).where(s.api_keys.c.key_id == key_id)).first()
+        return None if r is None else (_row(r), str(r.secret_hash))
+
+    def record_uses(self, uses: dict[str, float]) -> None:
+        """Write ``last_used_at`` for several keys in one transaction (batched bookkeeping)."""
+        if not uses:
+            return
+        with self.store.write() as tx:
+            for key_id, at in sorted(uses.items()):
+                tx.conn.execute(
+                    update(s.api_keys).where(s.api_keys.c.key_id == key_id).values(last_used_at=at)
+                )
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key this token proves, or None. Records the use (at most once a minute)."""

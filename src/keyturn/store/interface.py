@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from keyturn.keys.backends.base import BackendSpec
 from keyturn.ring.model import KeyRecord, Policy
-from keyturn.ring.records import AuditRecord, RotationRow, Tenant
+from keyturn.ring.records import AuditAnchor, AuditRecord, RotationRow, Tenant
 from keyturn.ring.ring import Change, Event
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ class StoreTx(Protocol):
     ) -> Tenant: ...
 
     def update_policy(self, tenant: Tenant, policy: Policy, forced: bool, now: float) -> None: ...
+
+    def update_issuer(self, tenant: Tenant, issuer: str, now: float) -> None: ...
 
     def keys(self, tenant: Tenant) -> list[KeyRecord]: ...
 
@@ -113,6 +115,8 @@ class KeyStore(Protocol):
     ) -> list[AuditRecord]: ...
 
     def verify_audit_chain(self) -> list[str]: ...
+
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor: ...
 
     def rotation_rows(self, limit: int) -> tuple[list[RotationRow], int]: ...
 

@@ -1,7 +1,9 @@
 """Learn of key changes made by other replicas: PostgreSQL LISTEN/NOTIFY in a background thread.
 
 Every transaction that changes a tenant's keys sends ``NOTIFY keyturn_keys, '<tenant>'``; it is
-delivered at commit, so a listener never sees a change that was rolled back. After a lost
+delivered at commit, so a listener never sees a change that was rolled back. Creating or revoking
+an API key sends ``'apikey:<key id>'`` on the same channel (tenant names have no colon), so the
+servers' in-memory API-key caches drop that key at once. After a lost
 connection the listener reconnects with backoff and reports ``None`` ("anything may have
 changed"), because notifications sent while it was away are gone.
 """

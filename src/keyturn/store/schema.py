@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 metadata = MetaData()
@@ -32,6 +33,8 @@ tenants = Table(
     Column("jwks_max_age", Float, nullable=False),
     Column("clock_skew", Float, nullable=False),
     Column("rsa_bits", Integer, nullable=False),
+    # Off: the scheduler never rotates this tenant (manual rotation); retirements still run.
+    Column("auto_rotate", Boolean, nullable=False, default=True, server_default=true()),
     Column("policy_forced", Boolean, nullable=False, default=False),
     # Where private keys live: "software" (sealed rows) or "pkcs11" with a token URI (no PIN).
     Column("key_backend", String(16), nullable=False, server_default="software"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +28,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool
 
 from keyturn.errors import (
     ConcurrentChangeError,
+    InvalidInputError,
+    StoreError,
     StoreUnavailableError,
     TenantExistsError,
     TenantNotFoundError,
@@ -38,8 +42,8 @@ from keyturn.errors import (
 from keyturn.keys.algorithms import Alg
 from keyturn.keys.backends.base import SOFTWARE, BackendSpec
 from keyturn.ring.model import PUBLISHED_STATES, KeyRecord, KeyState, Policy
+from keyturn.ring.records import AuditAnchor, RotationRow
 from keyturn.ring.records import AuditRecord as AuditRecord
-from keyturn.ring.records import RotationRow
 from keyturn.ring.records import Tenant as Tenant
 from keyturn.ring.ring import Change, Event
 from keyturn.store import schema as s
@@ -49,7 +53,19 @@ if TYPE_CHECKING:
     from keyturn.store.apikeys import ApiKeyStore
 
 GENESIS_HASH = "0" * 64
+# Bounded waits on a slow or hung database, all below the ~10 s a client waits for an answer:
+# a connection from the pool, one statement, one row lock. Past them the caller gets
+# StoreUnavailableError (HTTP 503 store_unavailable), never a request parked for minutes.
+POOL_TIMEOUT = 5.0
+STATEMENT_TIMEOUT = 8.0
+LOCK_TIMEOUT = 4.0
+# Largest id an audit cursor may name: the id column is a 32-bit integer on PostgreSQL.
+MAX_AUDIT_ID = 2**31 - 1
+log = logging.getLogger("keyturn.store")
 NOTIFY_CHANNEL = "keyturn_keys"
+# Held (transaction-scoped) around the Alembic upgrade on PostgreSQL: when a fleet starts at once
+# on a fresh database, one replica migrates and the others wait, then find the schema at head.
+MIGRATION_LOCK = 424242
 FaultHook = Callable[[str], None]
 
 
@@ -61,6 +77,47 @@ def _next_rotation_at(keys: Any, tenants: Any) -> Any:
 def _audit_hash(prev: str, rec: dict[str, Any]) -> str:
     body = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev.encode() + body).hexdigest()
+
+
+def statement_kind(statement: str | None) -> str:
+    """``SELECT``, ``INSERT INTO audit``, ``UPDATE keys``: what a statement is, without values."""
+    if not statement:
+        return "a statement"
+    words = statement.split()
+    verb = words[0].upper() if words else "?"
+    upper = [w.upper() for w in words]
+    for marker in ("INTO", "UPDATE", "FROM"):
+        if marker in upper:
+            i = upper.index(marker)
+            if i + 1 < len(words):
+                return f"{verb} {words[i + 1].strip('()').lower()}"
+    return verb
+
+
+def _refuse_nul(params: Any) -> None:
+    """Text with a NUL character is invalid input: PostgreSQL cannot store it (a 500 there),
+    SQLite would store a string other tools truncate. Checked on every statement's values, so
+    no path into the store is missed."""
+    rows = params if isinstance(params, (list, tuple)) else [params]
+    for row in rows:
+        values = (
+            row.values()
+            if isinstance(row, dict)
+            else row
+            if isinstance(row, (list, tuple))
+            else [row]
+        )
+        for v in values:
+            if isinstance(v, str) and "\x00" in v:
+                raise InvalidInputError("text must not contain NUL characters")
+
+
+def anchor_hash(heads: dict[str, str]) -> str:
+    """One SHA-256 over every scope's last hash (scopes sorted): the audit trail's head."""
+    h = hashlib.sha256(b"keyturn audit anchor v1\n")
+    for scope in sorted(heads):
+        h.update(f"{scope}\t{heads[scope]}\n".encode())
+    return h.hexdigest()
 
 
 def _tenant_from_row(row: Any) -> Tenant:
@@ -75,6 +132,7 @@ def _tenant_from_row(row: Any) -> Tenant:
             jwks_max_age=row.jwks_max_age,
             clock_skew=row.clock_skew,
             rsa_bits=row.rsa_bits,
+            auto_rotate=bool(row.auto_rotate),
         ),
         policy_forced=bool(row.policy_forced),
         key_version=row.key_version,
@@ -166,6 +224,7 @@ class Tx:
                         jwks_max_age=policy.jwks_max_age,
                         clock_skew=policy.clock_skew,
                         rsa_bits=policy.rsa_bits,
+                        auto_rotate=policy.auto_rotate,
                         policy_forced=forced,
                         key_version=1,
                         created_at=now,
@@ -189,10 +248,19 @@ class Tx:
                 jwks_max_age=policy.jwks_max_age,
                 clock_skew=policy.clock_skew,
                 rsa_bits=policy.rsa_bits,
+                auto_rotate=policy.auto_rotate,
                 policy_forced=forced,
                 key_version=s.tenants.c.key_version + 1,
                 updated_at=now,
             )
+        )
+        self.notify(tenant.name)
+
+    def update_issuer(self, tenant: Tenant, issuer: str, now: float) -> None:
+        self.conn.execute(
+            update(s.tenants)
+            .where(s.tenants.c.id == tenant.id)
+            .values(issuer=issuer, key_version=s.tenants.c.key_version + 1, updated_at=now)
         )
         self.notify(tenant.name)
 
@@ -359,7 +427,11 @@ class Tx:
         ~500/s on the first pass, ~2,400/s once ANALYZE had run).
         """
         t, k = s.tenants, s.keys
-        rotating = and_(k.c.state == KeyState.CURRENT.value, _next_rotation_at(k, t) <= now)
+        rotating = and_(
+            k.c.state == KeyState.CURRENT.value,
+            t.c.auto_rotate.is_(True),
+            _next_rotation_at(k, t) <= now,
+        )
         retiring = and_(k.c.state == KeyState.PREVIOUS.value, k.c.retire_after <= now)
         rot = func.max(case((rotating, 1), else_=0))
         q = (
@@ -452,13 +524,29 @@ class SqlStore:
     """SQLAlchemy 2 store. ``fault_hook(statement)`` runs before every statement (fault injection)."""
 
     def __init__(
-        self, url: str, *, fault_hook: FaultHook | None = None, echo: bool = False
+        self,
+        url: str,
+        *,
+        fault_hook: FaultHook | None = None,
+        echo: bool = False,
+        pool_timeout: float = POOL_TIMEOUT,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.fault_hook = fault_hook
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        self.statement_timeout = statement_timeout
+        self.lock_timeout = lock_timeout
+        # hide_parameters: a failing statement's values (token parts, reasons, key material)
+        # never reach an exception message, so never a log line.
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "future": True,
+            "hide_parameters": True,
+            "pool_timeout": pool_timeout,
+        }
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -478,6 +566,8 @@ class SqlStore:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             self._sqlite_setup()
+        elif self.dialect == "postgresql":
+            self._postgres_setup()
         event.listen(self.engine, "before_cursor_execute", self._before_execute)
 
     def _sqlite_setup(self) -> None:
@@ -498,7 +588,23 @@ class SqlStore:
             # at once queue here instead of failing later with "database is locked".
             conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
+    def _postgres_setup(self) -> None:
+        statement_ms = max(1, int(self.statement_timeout * 1000))
+        lock_ms = max(1, int(self.lock_timeout * 1000))
+
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            # Session defaults of every pooled connection (the URL's own options, e.g. a
+            # search_path, stay as they are). Migrations lift the statement timeout locally.
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {statement_ms}")
+                cur.execute(f"SET lock_timeout = {lock_ms}")
+            dbapi_conn.commit()
+
     def _before_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        params = args[0] if args else None
+        if params:
+            _refuse_nul(params)
         if self.fault_hook is not None and not statement.lstrip().upper().startswith(
             ("PRAGMA", "BEGIN")
         ):
@@ -520,20 +626,39 @@ class SqlStore:
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
                 if self.dialect == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(424242)))
+                    # A migration may rewrite a large table: no statement timeout here.
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
 
     @contextmanager
     def _wrap(self) -> Iterator[None]:
+        """Database errors as keyturn errors, described by the statement's kind and the error's
+        class: never the statement's parameter values (nor the driver's message, which may
+        quote them)."""
         try:
             yield
+        except PoolTimeoutError:
+            raise StoreUnavailableError(
+                "database unavailable: no connection free in the pool in time"
+            ) from None
         except OperationalError as exc:
-            raise StoreUnavailableError(f"database unavailable: {exc.orig}") from None
+            kind = statement_kind(exc.statement)
+            log.warning("store: %s during %s", type(exc.orig).__name__, kind)
+            raise StoreUnavailableError(
+                f"database unavailable: {type(exc.orig).__name__} during {kind}"
+            ) from None
         except DBAPIError as exc:
+            kind = statement_kind(exc.statement)
             if exc.connection_invalidated:
-                raise StoreUnavailableError(f"database connection lost: {exc.orig}") from None
-            raise
+                raise StoreUnavailableError(
+                    f"database connection lost during {kind}: {type(exc.orig).__name__}"
+                ) from None
+            log.error("store: %s during %s", type(exc.orig).__name__, kind)
+            raise StoreError(
+                f"the database refused a {kind} statement ({type(exc.orig).__name__})"
+            ) from None
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -574,6 +699,7 @@ class SqlStore:
                         t.c.clock_skew,
                         cur.c.activated_at,
                         nxt.c.created_at,
+                        t.c.auto_rotate,
                     )
                     .select_from(
                         t.outerjoin(
@@ -587,7 +713,7 @@ class SqlStore:
                     .limit(limit)
                 )
                 rows = [
-                    RotationRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5])
+                    RotationRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4], r[5], bool(r[6]))
                     for r in tx.conn.execute(q)
                 ]
             total = len(rows)
@@ -667,6 +793,8 @@ class SqlStore:
         if until is not None:
             q = q.where(s.audit.c.at < until)
         if after_id is not None:
+            if not 0 <= after_id <= MAX_AUDIT_ID:
+                raise InvalidInputError(f"cursor must be between 0 and {MAX_AUDIT_ID}")
             q = q.where(s.audit.c.id < after_id if newest_first else s.audit.c.id > after_id)
         q = q.order_by(s.audit.c.id.desc() if newest_first else s.audit.c.id).limit(limit)
         with self.read() as tx:
@@ -686,6 +814,20 @@ class SqlStore:
                 )
                 for r in tx.conn.execute(q)
             ]
+
+    def audit_anchor(self, count: int | None = None) -> AuditAnchor:
+        """The anchor after the first ``count`` records in id order (all: ``None``). With fewer
+        records than ``count``, the anchor of all of them (its count says how many)."""
+        heads: dict[str, str] = {}
+        seen = 0
+        q = select(s.audit.c.scope, s.audit.c.hash).order_by(s.audit.c.id)
+        if count is not None:
+            q = q.limit(max(0, count))
+        with self.read() as tx:
+            for scope, h in tx.conn.execute(q):
+                heads[scope] = h
+                seen += 1
+        return AuditAnchor(seen, anchor_hash(heads))
 
     def verify_audit_chain(self) -> list[str]:
         """Recompute every hash chain; return a description of each break (empty: intact)."""

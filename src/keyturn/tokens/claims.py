@@ -17,7 +17,32 @@ from keyturn.errors import (
     NotYetValidError,
 )
 
+# How deep claims (and other JSON keyturn reads and prints) may nest: what the sign API allows.
+# orjson refuses to serialise past 254 levels, so a deeper, validly signed token would otherwise
+# verify and then fail to print (a traceback, a 500).
+MAX_JSON_DEPTH = 32
+
 _ABSENT = object()
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether objects and arrays in ``value`` nest deeper than ``limit`` levels (iterative: a
+    hostile document cannot exhaust the Python stack here)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            children: Any = v.values()
+        elif isinstance(v, list):
+            children = v
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
 _MAX_EXACT = 2**53
 _MIN_EXACT = -_MAX_EXACT  # a constant: negating per token would allocate a new int
 

@@ -1,4 +1,9 @@
-"""A Prometheus collector for verifier counters; ``prometheus_client`` is imported lazily."""
+"""A Prometheus collector for verifier counters; ``prometheus_client`` is imported lazily.
+
+It is not a dependency of the lean verifier install: ``pip install 'keyturn[prometheus]'``
+(or add ``prometheus-client`` yourself). Without it, building a collector raises a
+``ModuleNotFoundError`` that says so.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,18 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
 DEFAULT_PREFIX = "keyturn_verifier"
+EXTRA_HINT = (
+    "keyturn.verifier.prometheus needs prometheus_client, which the verifier does not install: "
+    "pip install 'keyturn[prometheus]' (or pip install prometheus-client)"
+)
+
+
+def require_prometheus_client() -> None:
+    """``prometheus_client`` importable, else a ``ModuleNotFoundError`` naming the extra."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ModuleNotFoundError(EXTRA_HINT, name="prometheus_client") from None
 
 
 class _HasMetrics(Protocol):
@@ -37,6 +54,7 @@ class VerifierCollector:
         prefix: str = DEFAULT_PREFIX,
         labels: Mapping[str, str] | None = None,
     ) -> None:
+        require_prometheus_client()  # at set-up, not at the first scrape
         self._metrics = source if isinstance(source, VerifierMetrics) else source.metrics
         self._prefix = prefix
         self._labels = dict(labels or {})
@@ -92,6 +110,7 @@ def register(
     labels: Mapping[str, str] | None = None,
 ) -> VerifierCollector:
     """Register a ``VerifierCollector`` (default: the global registry) and return it."""
+    require_prometheus_client()
     if registry is None:
         from prometheus_client import REGISTRY
 

@@ -308,3 +308,14 @@ def test_session_lost_mid_run_is_recovered_without_a_state_change(
     }
     assert [_verify(svc, tenant, t)["sub"] for t in (first, second, third)] == ["a", "b", "c"]
     assert svc.ring(tenant) == before
+
+
+def test_a_token_tenant_is_not_exported_by_a_ring_backup(
+    token_service: KeyService, tenant: str
+) -> None:
+    # A ring export restores sealed software keys; a token's keys never leave it, so an export
+    # of a token tenant would restore kids with no keys behind them: refused, clearly.
+    from keyturn.backup import export_ring
+
+    with pytest.raises(E.KeyBackendUnsupportedError, match="not exported"):
+        export_ring(token_service, tenant)

@@ -50,6 +50,7 @@ def policy_values(p: Policy) -> dict[str, str]:
     return {
         "alg": p.alg.value,
         "rsa_bits": str(p.rsa_bits),
+        "auto_rotate": "on" if p.auto_rotate else "off",
         **{name: fmt_duration(getattr(p, name)) for name, _ in DURATION_FIELDS},
     }
 
@@ -82,6 +83,12 @@ def parse_policy(form: dict[str, str], base: Policy) -> PolicyForm:
             changes["rsa_bits"] = int(bits)
         except ValueError:
             raise InvalidInputError(f"RSA key size: not a number: {bits!r}") from None
+    auto = form.get("auto_rotate", "").strip()
+    if auto:
+        if auto not in ("on", "off"):
+            raise InvalidInputError(f"automatic rotation: on or off, not {auto!r}")
+        values["auto_rotate"] = auto
+        changes["auto_rotate"] = auto == "on"
     return PolicyForm(values, replace(base, **changes), form.get("force") == "yes")
 
 

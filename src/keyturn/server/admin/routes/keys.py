@@ -244,6 +244,9 @@ class KeyRoutes:
                 fmt=fmt,  # type: ignore[arg-type]  # checked above
                 password=password.encode() if password else None,
                 as_state=KeyState(as_state),
+                # Importing as next over an existing next key destroys that key's private half:
+                # only when the operator ticked the box saying so (the CLI's --replace-next).
+                replace_next=form.get("replace_next") == "yes",
             )
 
         return await self._done(request, me, "Import", tenant, do)
