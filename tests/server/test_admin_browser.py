@@ -305,6 +305,41 @@ def test_create_and_revoke_an_api_key(console: Console, api: httpx.Client) -> No
     assert api.get(f"/api/v1/tenants/{tenant}", headers=as_viewer).status_code == 401
 
 
+def test_create_an_oauth_client_then_revoke_a_session(console: Console, api: httpx.Client) -> None:
+    tenant = make_tenant(api, "br-sessions")
+    page = console.page
+    console.goto(f"/t/{tenant}")
+    with page.expect_navigation():
+        page.click(f"a[href$='/t/{tenant}/clients']")
+    console.assert_labelled()
+    page.fill("#oc-scope", "read write")
+    page.fill("#oc-description", "web app")
+    with page.expect_navigation():
+        page.click("form[action$='/clients'] button.primary")
+    client_id = page.input_value("#new-client-id")
+    secret = page.input_value("#new-secret")
+    assert client_id.startswith("ktc_") and secret.startswith("kts_")
+    console.shot("oauth-client-created", mask=[page.locator("#new-secret")])
+    console.goto(f"/t/{tenant}/clients")
+    assert page.locator("#new-secret").count() == 0  # shown once
+    assert secret not in page.content()
+    assert "web app" in page.locator(f"#client-{client_id}").inner_text()
+    console.shot("oauth-clients")
+    r = api.post(
+        f"/api/v1/tenants/{tenant}/sessions", json={"client_id": client_id, "subject": "alice"}
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["session"]["session_id"]
+    console.goto(f"/t/{tenant}/sessions?subject=alice")
+    row = page.locator(f"#session-{sid}")
+    assert "alice" in row.inner_text()
+    with page.expect_navigation():
+        row.locator("button", has_text="Revoke").click()
+    assert f"Revoked session {sid} of alice." in console.flash()
+    r = api.get(f"/api/v1/tenants/{tenant}/sessions/{sid}")
+    assert r.status_code == 200 and r.json()["revoked_at"] is not None
+
+
 def test_audit_filters_and_pages(console: Console, api: httpx.Client) -> None:
     tenant = make_tenant(api, "br-audit")
     for i in range(52):

@@ -19,6 +19,7 @@ from keyturn.server.admin.routes.audit import AuditRoutes
 from keyturn.server.admin.routes.auth import AuthRoutes
 from keyturn.server.admin.routes.keys import KeyRoutes
 from keyturn.server.admin.routes.policy import PolicyRoutes
+from keyturn.server.admin.routes.sessions import SessionRoutes
 from keyturn.server.admin.routes.tenants import TenantRoutes
 from keyturn.server.admin.security import SecurityHeaders
 from keyturn.server.admin.session import Refused, Signer, Viewer
@@ -26,6 +27,7 @@ from keyturn.server.admin.templating import templates
 from keyturn.server.problems import status_for
 from keyturn.server.public import ASGIApp
 from keyturn.service import KeyService
+from keyturn.sessions.service import SessionService
 from keyturn.store.apikeys import ApiKeyStore
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -80,6 +82,7 @@ def build_admin(
     *,
     session_key: bytes | None = None,
     issuer_for: Callable[[str], str] | None = None,
+    sessions: SessionService | None = None,
 ) -> ASGIApp:
     """The admin sub-application; mount it at ``/admin`` of the FastAPI app.
 
@@ -93,6 +96,7 @@ def build_admin(
         TenantRoutes(ctx),
         KeyRoutes(ctx),
         PolicyRoutes(ctx),
+        SessionRoutes(ctx, sessions or SessionService(service)),
         ApiKeyRoutes(ctx),
         AuditRoutes(ctx),
     ):
