@@ -71,7 +71,7 @@ def test_concurrent_sweeps_rotate_a_due_tenant_once(tmp_path: Path, db_url: str)
         "--alg",
         "EdDSA",
         "--rotation-period",
-        "2s",
+        "6s",
         "--token-ttl",
         "1s",
         "--jwks-max-age",
@@ -80,10 +80,13 @@ def test_concurrent_sweeps_rotate_a_due_tenant_once(tmp_path: Path, db_url: str)
         "0s",
     )
     assert res.returncode == 0, res.stderr
-    # Due once the 2 s period has passed: wait for that moment in the ring itself.
+    # Due once the 6 s period has passed: wait for that moment in the ring itself. The period
+    # is long enough that the new current key is not due again while three loaded processes
+    # (interpreter start-up under coverage takes seconds here) still sweep: with 2 s, a late
+    # sweep found the fresh key due and rightly rotated it, a second rotation, not a race.
     created = json.loads(kt(env, "key", "list", "--tenant", "acme", "--json").stdout)
     activated = max(float(k["activated_at"]) for k in created if k["state"] == "current")
-    wait_until(lambda: time.time() >= activated + 2.0, bound=10, what="the rotation to be due")
+    wait_until(lambda: time.time() >= activated + 6.0, bound=20, what="the rotation to be due")
     procs = [
         subprocess.Popen(
             [*KEYTURN, "rotate-due"],
