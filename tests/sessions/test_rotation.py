@@ -180,3 +180,26 @@ def test_scope_parsing() -> None:
     for bad in ("a  b", 'a"', "a\\b", " a", "x" * 65):
         with pytest.raises(InvalidInputError):
             parse_scope(bad)
+
+
+def test_an_unused_token_of_an_older_generation_is_a_reuse() -> None:
+    # After a grace retry the family is at generation 3 while generation 2 was never used:
+    # presenting 2 means two parties hold the family, not a rotation.
+    got = judge(
+        _session(generation=3),
+        _token(generation=2),
+        client_id="ktc_a",
+        now=T0 + 10,
+        policy=POLICY,
+        successor_used=False,
+    )
+    assert got == Verdict.REUSE
+    latest = judge(
+        _session(generation=3),
+        _token(generation=3),
+        client_id="ktc_a",
+        now=T0 + 10,
+        policy=POLICY,
+        successor_used=False,
+    )
+    assert latest == Verdict.ROTATE

@@ -422,3 +422,25 @@ def test_many_concurrent_refreshes_do_not_exhaust_the_connection_pool(
     for t in threads:
         t.join(20)
     assert done == [True] * 20
+
+
+def test_a_grace_retry_does_not_split_the_family_into_two_live_branches(
+    svc: SessionService, app_client: tuple[OAuthClient, str], clock: FakeClock
+) -> None:
+    # A thief replays a stolen token within the grace, right after the real client refreshed:
+    # the client holds successor 2, the thief successor 3. Both must not live on: the first
+    # use of the superseded sibling (2) is a reuse and revokes the family (RFC 9700 4.14.2).
+    client = _auth(svc, *app_client)
+    svc.set_policy(TENANT, actor="t", reuse_grace=5)
+    sess, first = svc.open_session(TENANT, client_id=client.client_id, subject="a", actor="t")
+    assert first.refresh_token is not None
+    legit = svc.refresh(TENANT, client, first.refresh_token)
+    clock.advance(1)
+    thief = svc.refresh(TENANT, client, first.refresh_token)  # within the grace: a sibling
+    assert legit.refresh_token is not None and thief.refresh_token is not None
+    with pytest.raises(InvalidGrantError, match="already used"):
+        svc.refresh(TENANT, client, legit.refresh_token)
+    assert not svc.session(TENANT, sess.session_id).active
+    assert "session.reuse_detected" in _events(svc)
+    with pytest.raises(InvalidGrantError):
+        svc.refresh(TENANT, client, thief.refresh_token)

@@ -5,7 +5,9 @@ again means two parties hold the family (the client and a thief), and the server
 which is which: the whole family is revoked, so the thief's successor dies with it and the
 legitimate client must sign in again. One exception, kept short and documented: a token used
 less than ``reuse_grace`` seconds ago whose successor nobody has used yet gets a fresh
-successor, because that is what a client retrying after a lost response looks like.
+successor, because that is what a client retrying after a lost response looks like; the
+successor it superseded is then dead (presenting it is a reuse), so the family never has two
+live branches.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def judge(
         # Strictly less: a grace of 0 turns the exception off, even for the same instant.
         if not successor_used and now - token.used_at < policy.reuse_grace:
             return Verdict.GRACE
+        return Verdict.REUSE
+    if token.generation != session.generation:
+        # Unused, yet not the family's latest: a grace retry issued a sibling after it, so
+        # two parties hold the family (the client and whoever retried). Rotating it would
+        # leave two live branches that never trip reuse detection: revoke instead.
         return Verdict.REUSE
     if now >= token.idle_expires_at:
         return Verdict.EXPIRED_IDLE
