@@ -433,3 +433,21 @@ async def test_store_down_same_503_and_store_error_count(
         assert 'keyturn_store_errors_total{operation="write"} 1.0' in text
     assert answers[0] == answers[1]
     assert answers[0][0] == 503 and answers[0][1]["code"] == "store_unavailable"
+
+
+async def test_api_responses_carrying_secrets_are_never_cached(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], admin: dict[str, str]
+) -> None:
+    # Review finding: signed tokens, one-time secrets and refresh tokens went out without
+    # Cache-Control; every /api/ answer (fast path, FastAPI, errors) now says no-store.
+    for client in pair:
+        signed = await client.post(SIGN, json={"claims": {"sub": "a"}}, headers=admin)
+        batch = await client.post(BATCH, json={"items": [{}]}, headers=admin)
+        refused = await client.post(SIGN, json={"claims": {}})
+        listed = await client.get(f"{API}/tenants", headers=admin)
+        jwks = await client.get("/.well-known/jwks.json")
+        assert signed.status_code == 200 and signed.headers["cache-control"] == "no-store"
+        assert batch.status_code == 200 and batch.headers["cache-control"] == "no-store"
+        assert refused.status_code == 401 and refused.headers["cache-control"] == "no-store"
+        assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
+        assert jwks.headers["cache-control"].startswith("public, max-age=")  # stays public

@@ -28,7 +28,7 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
-from keyturn.server.guards import JsonOnly, add_method_errors
+from keyturn.server.guards import JsonOnly, NoStore, add_method_errors
 from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
@@ -477,7 +477,7 @@ def create_app(
 
     api.openapi = _problem_openapi(api)  # type: ignore[method-assign]
     # API requests get a request id (logs, X-Request-ID); the public hot path does not.
-    fallback: ASGIApp = RequestId(BodyLimit(JsonOnly(api), max_body))
+    fallback: ASGIApp = RequestId(BodyLimit(NoStore(JsonOnly(api)), max_body))
     if metrics is not None:
         # Outside FastAPI: answered at /metrics exactly (a mount would redirect to /metrics/).
         fallback = ExactPath("/metrics", metrics.endpoint(), fallback)

@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem
-from keyturn.server.public import ASGIApp, Receive, Scope, Send
+from keyturn.server.public import ASGIApp, Message, Receive, Scope, Send
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -21,6 +21,31 @@ def is_json_media_type(value: bytes) -> bool:
     return media == b"application/json" or (
         media.startswith(b"application/") and media.endswith(b"+json")
     )
+
+
+class NoStore:
+    """ASGI: every response under ``prefix`` says ``Cache-Control: no-store`` unless it set its
+    own. The management API returns secrets shown once (API keys, OAuth client secrets) and
+    tokens (signed JWTs, refresh tokens): no proxy or client cache may keep them."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
 
 
 class JsonOnly:

@@ -49,7 +49,9 @@ _TENANT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 INLINE_ALGS = frozenset(Alg)
 INLINE_BATCH = 16  # a larger batch goes to a thread even for a cheap algorithm
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+# Signed tokens are secrets to whoever holds them: no cache may keep one (RFC 6749 5.1 asks
+# the same of token responses); the whole /api/ surface says so (guards.NoStore).
+_JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 _PROBLEM_CT = (b"content-type", PROBLEM_CONTENT_TYPE.encode())
 
 NO_KEY = "an API key is required: Authorization: Bearer kt_..."
@@ -307,7 +309,12 @@ async def _send(
     send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]
 ) -> None:
     data = orjson.dumps(body)
-    headers = [_PROBLEM_CT, (b"content-length", str(len(data)).encode()), *extra]
+    headers = [
+        _PROBLEM_CT,
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(data)).encode()),
+        *extra,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
