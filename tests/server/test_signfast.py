@@ -451,3 +451,21 @@ async def test_api_responses_carrying_secrets_are_never_cached(
         assert refused.status_code == 401 and refused.headers["cache-control"] == "no-store"
         assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
         assert jwks.headers["cache-control"].startswith("public, max-age=")  # stays public
+
+
+def test_a_spray_of_unknown_key_ids_does_not_evict_the_real_keys(
+    ready_service: KeyService, api_keys: ApiKeyStore
+) -> None:
+    # Review finding: at the cap the cache was cleared whole, so random kt_ ids (no auth
+    # needed to send them) pushed every real key out; unknown ids are now evicted first.
+    from keyturn.server.keycache import ApiKeyCache
+
+    cache = ApiKeyCache(api_keys, ready_service.clock, max_entries=4)
+    real = parse_token(api_keys.create("admin", actor="test")[1])
+    assert real is not None
+    cache.load(real[0])
+    for i in range(10):
+        cache.load(f"{i:016x}")
+    loads = cache.loads
+    assert cache.peek(real[0]) is not None and cache.peek(real[0]).key is not None  # type: ignore[union-attr]
+    assert cache.loads == loads

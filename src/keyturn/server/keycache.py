@@ -86,7 +86,10 @@ class ApiKeyCache:
             # An invalidation that arrived during the read may be newer than what was read.
             if generation == self._generation:
                 if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
+                    # Unknown ids go first: a spray of random kt_ ids must not push the real
+                    # keys out (every real client would then pay a store read again).
+                    known = {k: e for k, e in self._entries.items() if e.key is not None}
+                    self._entries = known if len(known) < self.max_entries else {}
                 self._entries[key_id] = entry
         return entry
 
