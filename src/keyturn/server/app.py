@@ -28,7 +28,7 @@ from keyturn.server.api import ApiContext, ApiObserver, build_router
 from keyturn.server.auth import REALM
 from keyturn.server.documents import DEFAULT_MAX_TENANTS, DiscoveryExtra, DocumentCache
 from keyturn.server.feed import DEFAULT_KEEPALIVE, DEFAULT_MAX_LIFETIME, RevocationHub
-from keyturn.server.guards import JsonOnly, NoStore, add_method_errors
+from keyturn.server.guards import DEFAULT_MAX_BODY, BodyLimit, JsonOnly, NoStore, add_method_errors
 from keyturn.server.keycache import ApiKeyCache
 from keyturn.server.logs import RequestId
 from keyturn.server.models import Health, Problem
@@ -43,9 +43,6 @@ from keyturn.sessions.service import SessionService
 from keyturn.store.apikeys import APIKEY_NOTIFY_PREFIX, ApiKeyStore
 
 log = logging.getLogger("keyturn.server")
-
-DEFAULT_MAX_BODY = 64 * 1024
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Metrics(PublicObserver, ApiObserver, Protocol):
@@ -82,72 +79,6 @@ def problem_response(
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
     )
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets a 413 problem, unread."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY) -> None:
-        if max_bytes < 1:
-            raise ValueError("max_bytes must be positive")
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _too_large(self, send: Send) -> None:
-        body = orjson.dumps(
-            problem(413, f"request body larger than {self.max_bytes} bytes", "body_too_large")
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    await self._too_large(send)
-                    return
-        # Bodies are small by design: read the whole body here (chunked ones too), then replay.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return dict(await receive())
-
-        await self.app(scope, replay, send)
 
 
 def _install_error_handlers(app: FastAPI, metrics: Metrics | None) -> None:
@@ -505,8 +436,9 @@ def create_app(
             recheck=service.recheck,
             published=cache.serves,
             observer=metrics,
+            max_body=max_body,
         )
-        front = SignRoutes(RequestId(BodyLimit(JsonOnly(fast), max_body)), public)
+        front = SignRoutes(fast, public)
     app = KeyturnApp(
         public=public,
         api=api,

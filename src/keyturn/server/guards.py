@@ -1,5 +1,10 @@
-"""Request guards of the management API: JSON bodies only (415), and method errors that name
-the methods a path allows (405 with the right ``Allow``, before a parameter route answers)."""
+"""Request guards of the management API: a bounded body (413), JSON bodies only (415), and
+method errors that name the methods a path allows (405 with the right ``Allow``, before a
+parameter route answers).
+
+The 413 and 415 answers are functions (:func:`send_too_large`, :func:`send_unsupported`) as
+well as middleware, so the sign routes' fast path (``keyturn.server.signfast``), which does
+the same checks in its own single pass over the headers, answers with the same bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem
 from keyturn.server.public import ASGIApp, Message, Receive, Scope, Send
 
+DEFAULT_MAX_BODY = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -64,17 +71,23 @@ class JsonOnly:
             and scope["path"].startswith(self.prefix)
         ):
             headers = dict(scope["headers"])
-            has_body = headers.get(b"content-length", b"0").strip() not in (b"0", b"") or (
-                b"transfer-encoding" in headers
-            )
             ctype = headers.get(b"content-type")
-            if has_body and (ctype is None or not is_json_media_type(ctype)):
-                await _unsupported(send, ctype)
+            body = has_body(headers.get(b"content-length"), b"transfer-encoding" in headers)
+            if body and (ctype is None or not is_json_media_type(ctype)):
+                await send_unsupported(send, ctype)
                 return
         await self.app(scope, receive, send)
 
 
-async def _unsupported(send: Send, ctype: bytes | None) -> None:
+def has_body(content_length: bytes | None, chunked: bool) -> bool:
+    """Whether a request carries a body, from its (last) Content-Length and Transfer-Encoding."""
+    return chunked or (content_length or b"0").strip() not in (b"0", b"")
+
+
+async def send_unsupported(
+    send: Send, ctype: bytes | None, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The 415 problem: the body must be JSON (``extra``: more response headers)."""
     got = "no Content-Type" if ctype is None else "Content-Type " + ctype[:100].decode("latin-1")
     body = orjson.dumps(
         problem(
@@ -91,10 +104,102 @@ async def _unsupported(send: Send, ctype: bytes | None) -> None:
                 (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"accept", b"application/json"),
+                *(extra or ()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_too_large(
+    send: Send, max_bytes: int, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The 413 problem; the connection is closed (the rest of the body is never read)."""
+    body = orjson.dumps(
+        problem(413, f"request body larger than {max_bytes} bytes", "body_too_large")
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *(extra or ()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def declared_too_large(value: bytes, max_bytes: int) -> bool:
+    """A Content-Length header over ``max_bytes`` (an unparsable one is left to the server)."""
+    try:
+        return int(value) > max_bytes
+    except ValueError:
+        return False
+
+
+async def read_bounded(receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole request body (chunked too), or None once it passes ``max_bytes``. A
+    disconnect ends the body early (what arrived is returned)."""
+    message = await receive()
+    if message["type"] == "http.request":
+        first: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return first if len(first) <= max_bytes else None
+    else:
+        return b""
+    chunks = [first]
+    size = len(first)
+    while size <= max_bytes and message.get("more_body", False):
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks) if size <= max_bytes else None
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then whatever the connection sends next."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return again
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets a 413 problem, unread."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _LIMITED_METHODS:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and declared_too_large(value, self.max_bytes):
+                await send_too_large(send, self.max_bytes)
+                return
+        # Bodies are small by design: read the whole body here (chunked ones too), then replay.
+        body = await read_bounded(receive, self.max_bytes)
+        if body is None:
+            await send_too_large(send, self.max_bytes)
+            return
+        await self.app(scope, replay(body, receive), send)
 
 
 def add_method_errors(router: APIRouter) -> None:
