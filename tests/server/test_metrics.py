@@ -394,3 +394,27 @@ async def test_exposed_names_types_and_labels_match_the_contract(
             exposed[s.name] = (family.type, labels)
     assert set(exposed) == set(contract), "docs/metrics.md and /metrics disagree"
     assert exposed == contract
+
+
+def test_signed_counts_by_the_kid_in_each_tokens_header() -> None:
+    """The per-kid sign counter reads the kid back from the token (remembered per header)."""
+    import base64 as b64
+
+    from keyturn.server import metrics as m
+
+    def token(header: bytes) -> str:
+        return b64.urlsafe_b64encode(header).rstrip(b"=").decode() + ".e30.c2ln"
+
+    a = token(b'{"alg":"ES256","kid":"key-a","typ":"JWT"}')
+    b = token(b'{"alg":"ES256","kid":"key-b","typ":"JWT"}')
+    for _ in range(2):  # the second time from the remembered headers
+        assert m._kid_of(a) == "key-a"
+        assert m._kid_of(b) == "key-b"
+    assert m._kid_of(token(b'{"alg":"ES256"}')) == ""
+    assert m._kid_of(token(b'{"kid":7}')) == ""
+    assert m._kid_of(token(b"[1]")) == ""
+    assert m._kid_of("%%%.e30.x") == ""
+    for i in range(1100):  # past the cap: forgotten, never wrong
+        assert m._kid_of(token(b'{"kid":"k%d"}' % i)) == f"k{i}"
+    assert len(m._KIDS) <= 1024
+    assert m._kid_of(a) == "key-a"
