@@ -25,3 +25,19 @@ def test_has_private_key_follows_the_sealed_material() -> None:
     assert gone["has_private_key"] is False
     assert "sealed-secret-bytes" not in repr(held)
     assert "sealed_private" not in held and "master_key_id" not in held
+
+
+def test_a_token_key_shows_where_it_lives_a_software_key_does_not() -> None:
+    rec = KeyRecord(
+        kid="k2",
+        alg=Alg.ES256,
+        state=KeyState.CURRENT,
+        public_jwk={"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "BBBB", "kid": "k2"},
+        created_at=1000.0,
+        token_object_id="0a1b2c",
+        token_label="keyturn-default",
+    )
+    view = rec.public_view()
+    assert view["token"] == {"object_id": "0a1b2c", "label": "keyturn-default"}
+    assert view["has_private_key"] is True  # held by the token, not sealed here
+    assert "token" not in _rec(KeyState.CURRENT, b"sealed").public_view()

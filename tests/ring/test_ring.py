@@ -168,3 +168,33 @@ def test_policy_change() -> None:
 
     with pytest.raises(InvalidInputError, match="unknown policy fields: colour"):
         PolicyChange.from_mapping({"colour": 1})
+
+
+def test_rotation_is_never_due_with_automatic_rotation_off() -> None:
+    manual = Policy(
+        alg=Alg.EdDSA,
+        rotation_period=86400,
+        token_ttl=3600,
+        jwks_max_age=600,
+        clock_skew=60,
+        auto_rotate=False,
+    )
+    ring = Ring("acme", manual, [])
+    ring.bootstrap(T0, key("k1"), key("k2"))
+    assert not ring.rotation_due(T0 + 86400)
+    assert not ring.rotation_due(T0 + 365 * 86400)
+    assert ring.sweep(T0 + 365 * 86400, key("k3")).empty
+    assert states(ring) == {"k1": "current", "k2": "next"}
+
+
+def test_a_sweep_that_rotates_carries_the_rotations_warnings() -> None:
+    # R = 300 s < C + S = 660 s (validate_policy refuses it; the Ring itself only warns).
+    short = Policy(
+        alg=Alg.EdDSA, rotation_period=300, token_ttl=3600, jwks_max_age=600, clock_skew=60
+    )
+    ring = Ring("acme", short, [])
+    ring.bootstrap(T0, key("k1"), key("k2"))
+    change = ring.sweep(T0 + 300, key("k3"))
+    assert [(e.event, e.kid) for e in change.events] == [("key.rotated", "k2")]
+    assert len(change.warnings) == 1
+    assert "published for only 5m" in change.warnings[0]
