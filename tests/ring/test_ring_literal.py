@@ -1,0 +1,235 @@
+"""Ring.revoke, revoke_all and place_imported: every branch with its exact records, events and
+warnings (issue #20; written against the 2026-12-02 mutation run's survivors).
+
+Policy as in test_ring.py: R = 1 day, T = 1 h, C = 600 s, S = 60 s, so pre-publication 660 s
+and retention 7200 s. Keys are made at T0 by bootstrap: k1 current, k2 next.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from keyturn.errors import InvalidTransitionError
+from keyturn.ring.model import KeyRecord, KeyState
+from keyturn.ring.ring import Ring
+
+from .test_ring import POLICY, T0, fresh_ring, key, states
+
+
+def rec(ring: Ring, kid: str) -> KeyRecord:
+    return ring.get(kid)
+
+
+def test_revoke_current_records_events_and_warnings() -> None:
+    ring = fresh_ring()
+    now = T0 + 1000  # k2 published for 1000 s >= 660 s: no pre-publication warning
+    change = ring.revoke("k1", now, "leaked", key("k3"))
+    k1, k2, k3 = rec(ring, "k1"), rec(ring, "k2"), rec(ring, "k3")
+    assert (k1.state, k1.revoked_at, k1.revocation_reason) == (KeyState.REVOKED, now, "leaked")
+    assert k1.sealed_private is None and k1.master_key_id is None
+    assert (k2.state, k2.activated_at) == (KeyState.CURRENT, now)
+    assert (k3.state, k3.created_at) == (KeyState.NEXT, now)
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        (
+            "key.revoked",
+            "k1",
+            {"reason": "leaked", "was": "current", "promoted": "k2", "next": "k3"},
+        )
+    ]
+    assert change.warnings == [
+        "tokens signed by k1 in the last 1h are rejected from now on: "
+        "their holders must get new tokens"
+    ]
+    assert {r.kid for r in change.updated} == {"k1", "k2"}
+    assert [r.kid for r in change.created] == ["k3"]
+
+
+def test_rotate_and_revoke_before_prepublication_warns_with_the_gap() -> None:
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))  # k3 next from T0 + 660
+    change = ring.revoke("k2", T0 + 960, "leaked", key("k4"))  # k3 published 300 s < 660 s
+    assert states(ring) == {"k1": "previous", "k2": "revoked", "k3": "current", "k4": "next"}
+    assert change.warnings[0] == (
+        "rotate-and-revoke: key k3 has been published for only 5m, less than the 11m verifier "
+        "caches may hold the old JWKS (max-age + skew). Verifiers that do not refresh on an "
+        "unknown kid may reject new tokens for up to 6m."
+    )
+    assert len(change.warnings) == 2
+
+
+@pytest.mark.parametrize("missing", ["next", "replacement"])
+def test_revoke_current_needs_a_next_and_a_replacement(missing: str) -> None:
+    ring = fresh_ring()
+    if missing == "next":
+        ring.keys = [k for k in ring.keys if k.kid != "k2"]
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.revoke("k1", T0 + 1000, "leaked", None if missing == "replacement" else key("k3"))
+    assert info.value.detail == "revoking the current key needs a next key to promote"
+    assert rec(ring, "k1").state == KeyState.CURRENT  # nothing changed
+
+
+def test_revoke_next_records_its_replacement() -> None:
+    ring = fresh_ring()
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.revoke("k2", T0 + 10, "bad", None)
+    assert info.value.detail == "revoking the next key needs a replacement"
+    change = ring.revoke("k2", T0 + 10, "bad", key("k3"))
+    assert (rec(ring, "k3").state, rec(ring, "k3").created_at) == (KeyState.NEXT, T0 + 10)
+    assert rec(ring, "k2").revoked_at == T0 + 10
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.revoked", "k2", {"reason": "bad", "was": "next", "next": "k3"})
+    ]
+    assert change.warnings == []
+    assert [r.kid for r in change.updated] == ["k2"] and [r.kid for r in change.created] == ["k3"]
+
+
+def test_revoke_previous_warns_with_the_time_it_had_left() -> None:
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))  # k1 previous until T0 + 660 + 7200
+    change = ring.revoke("k1", T0 + 660 + 3600, "old leak", None)
+    assert rec(ring, "k1").state == KeyState.REVOKED
+    assert change.warnings == [
+        "key k1 would have stayed published 1h more; "
+        "tokens it signed that are still live are rejected from now on"
+    ]
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.revoked", "k1", {"reason": "old leak", "was": "previous"})
+    ]
+    assert [r.kid for r in change.updated] == ["k1"]
+
+
+def test_revoke_previous_at_or_after_its_retirement_time_does_not_warn() -> None:
+    for after in (0.0, 1.0):
+        ring = fresh_ring()
+        ring.rotate(T0 + 660, key("k3"))
+        change = ring.revoke("k1", T0 + 660 + 7200 + after, "late", None)
+        assert change.warnings == [] and rec(ring, "k1").state == KeyState.REVOKED
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))
+    change = ring.revoke("k1", T0 + 660 + 7199.5, "late", None)
+    assert len(change.warnings) == 1  # half a second left still warns
+
+
+def test_revoked_and_retired_keys_cannot_be_revoked() -> None:
+    ring = fresh_ring()
+    ring.revoke("k2", T0 + 10, "bad", key("k3"))
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.revoke("k2", T0 + 11, "again", key("k4"))
+    assert info.value.detail == "key k2 is already revoked"
+    ring.rotate(T0 + 700, key("k4"))
+    ring.retire_due(T0 + 700 + 7200)
+    assert rec(ring, "k1").state == KeyState.RETIRED
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.revoke("k1", T0 + 8000, "x", None)
+    assert info.value.detail == "key k1 is retired: it is no longer published"
+
+
+def test_revoke_all_records_every_key_and_the_fresh_pair() -> None:
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))  # published: k1 previous, k2 current, k3 next
+    now = T0 + 1000
+    change = ring.revoke_all(now, "store leaked", key("n1"), key("n2"))
+    assert states(ring) == {
+        "k1": "revoked",
+        "k2": "revoked",
+        "k3": "revoked",
+        "n1": "current",
+        "n2": "next",
+    }
+    for kid in ("k1", "k2", "k3"):
+        r = rec(ring, kid)
+        assert (r.revoked_at, r.revocation_reason, r.sealed_private) == (now, "store leaked", None)
+    n1, n2 = rec(ring, "n1"), rec(ring, "n2")
+    assert (n1.created_at, n1.activated_at) == (now, now)
+    assert n2.created_at == now
+    assert sorted((e.event, e.kid, tuple(sorted(e.details.items()))) for e in change.events) == [
+        ("key.replaced_all", "n1", (("next", "n2"), ("reason", "store leaked"))),
+        ("key.revoked", "k1", (("all", True), ("reason", "store leaked"), ("was", "previous"))),
+        ("key.revoked", "k2", (("all", True), ("reason", "store leaked"), ("was", "current"))),
+        ("key.revoked", "k3", (("all", True), ("reason", "store leaked"), ("was", "next"))),
+    ]
+    assert change.warnings == [
+        "every published key was revoked and n1 signs at once, with no pre-publication: "
+        "verifiers that do not refresh on an unknown kid will reject new tokens until their "
+        "cached JWKS expires, up to 11m (max-age + skew)"
+    ]
+
+
+def imported(kid: str) -> KeyRecord:
+    return KeyRecord(
+        kid=kid,
+        alg=POLICY.alg,
+        state=KeyState.NEXT,
+        public_jwk={},
+        created_at=0.0,
+        sealed_private=b"sealed",
+        master_key_id="m1",
+        origin="imported",
+    )
+
+
+def test_import_as_next_refused_without_replace_then_replaces_the_next() -> None:
+    ring = fresh_ring()
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.place_imported(T0 + 5, imported("i1"), KeyState.NEXT, None)
+    assert info.value.detail == (
+        "tenant acme already has a next key (k2, generated): importing as next retires it and "
+        "destroys its private key; pass replace_next (--replace-next) to do that"
+    )
+    change = ring.place_imported(T0 + 5, imported("i1"), KeyState.NEXT, None, replace_next=True)
+    k2, i1 = rec(ring, "k2"), rec(ring, "i1")
+    assert (k2.state, k2.retired_at, k2.sealed_private) == (KeyState.RETIRED, T0 + 5, None)
+    assert (i1.state, i1.created_at, i1.sealed_private) == (KeyState.NEXT, T0 + 5, b"sealed")
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.retired", "k2", {"replaced_by": "i1"}),
+        ("key.imported", "i1", {"as": "next"}),
+    ]
+    assert change.warnings == [
+        "next key k2 was retired and its private key destroyed (replaced by i1)"
+    ]
+
+
+def test_import_as_current_demotes_the_current_and_warns() -> None:
+    ring = fresh_ring()
+    change = ring.place_imported(T0 + 5, imported("i1"), KeyState.CURRENT, None)
+    k1, i1 = rec(ring, "k1"), rec(ring, "i1")
+    assert (i1.state, i1.created_at, i1.activated_at) == (KeyState.CURRENT, T0 + 5, T0 + 5)
+    assert (k1.state, k1.deactivated_at, k1.retire_after) == (
+        KeyState.PREVIOUS,
+        T0 + 5,
+        T0 + 5 + 7200,
+    )
+    assert change.warnings == [
+        "imported key i1 signs at once, with no pre-publication: verifiers that do not refresh "
+        "on an unknown kid may reject new tokens for up to 11m"
+    ]
+
+
+def test_import_as_previous_is_published_for_the_retention_without_its_private_key() -> None:
+    ring = fresh_ring()
+    ring.place_imported(T0 + 5, imported("i1"), KeyState.PREVIOUS, None)
+    i1 = rec(ring, "i1")
+    assert (i1.state, i1.created_at, i1.deactivated_at, i1.retire_after) == (
+        KeyState.PREVIOUS,
+        T0 + 5,
+        T0 + 5,
+        T0 + 5 + 7200,
+    )
+    assert i1.sealed_private is None and i1.master_key_id is None
+    assert "i1" in {k.kid for k in ring.published}
+
+
+def test_an_imported_kid_already_in_the_ring_is_refused() -> None:
+    ring = fresh_ring()
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.place_imported(T0 + 5, imported("k1"), KeyState.PREVIOUS, None)
+    assert info.value.detail == "key k1 is already in tenant acme"
+
+
+def test_import_as_retired_or_revoked_is_refused() -> None:
+    for state in (KeyState.RETIRED, KeyState.REVOKED):
+        ring = fresh_ring()
+        with pytest.raises(InvalidTransitionError) as info:
+            ring.place_imported(T0 + 5, imported("i1"), state, None)
+        assert info.value.detail.startswith("cannot import a key as ")
+        assert "i1" not in states(ring)
