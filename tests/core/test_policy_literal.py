@@ -1,0 +1,69 @@
+"""Policy refusals word for word, and the policy's stored form (issue #20; written against
+the survivors of the 2026-12-02 mutation run, docs/mutation.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from keyturn.errors import InvalidInputError
+from keyturn.keys.algorithms import Alg
+from keyturn.ring.model import Policy, check_tenant_name
+from keyturn.ring.policy import policy_violations
+
+OK = {"rotation_period": 86400, "token_ttl": 3600, "jwks_max_age": 600, "clock_skew": 60}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("token_ttl", 0.5, "token lifetime T must be between 1s and 3.1536e+08s (got 0.5)"),
+        ("jwks_max_age", 0, "JWKS max-age C must be between 1s and 3.1536e+08s (got 0)"),
+        (
+            "rotation_period",
+            math.inf,
+            "rotation period R must be between 1s and 3.1536e+08s (got inf)",
+        ),
+        ("clock_skew", -1, "clock skew S must be between 0s and 3.1536e+08s (got -1)"),
+        (
+            "token_ttl",
+            10 * 365 * 86400 + 1,
+            "token lifetime T must be between 1s and 3.1536e+08s (got 315360001)",
+        ),
+    ],
+)
+def test_each_out_of_range_duration_is_named_with_its_bounds(
+    field: str, value: float, message: str
+) -> None:
+    policy = Policy(alg=Alg.ES256, **{**OK, field: value})
+    assert policy_violations(policy) == [message]
+
+
+def test_the_bounds_themselves_are_in_range() -> None:
+    assert policy_violations(Policy(alg=Alg.ES256, **{**OK, "clock_skew": 0})) == []
+    at_max = Policy(alg=Alg.ES256, **{**OK, "rotation_period": 10 * 365 * 86400})
+    assert policy_violations(at_max) == []
+
+
+def test_policy_to_dict_names_every_field() -> None:
+    policy = Policy(alg=Alg.RS256, **OK, rsa_bits=3072, auto_rotate=False)
+    assert policy.to_dict() == {
+        "alg": "RS256",
+        "rotation_period": 86400,
+        "token_ttl": 3600,
+        "jwks_max_age": 600,
+        "clock_skew": 60,
+        "rsa_bits": 3072,
+        "auto_rotate": False,
+    }
+
+
+def test_a_bad_tenant_name_is_refused_with_the_rule() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        check_tenant_name("No_Such")
+    assert info.value.detail == (
+        "invalid tenant name 'No_Such': use 1-63 lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit"
+    )
+    assert check_tenant_name("a-1") == "a-1"
