@@ -6,6 +6,7 @@ case here is sent to both and the answers compared, so the fast path cannot drif
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -464,6 +465,40 @@ async def test_store_down_same_503_and_store_error_count(
         assert 'keyturn_store_errors_total{operation="write"} 1.0' in text
     assert answers[0] == answers[1]
     assert answers[0][0] == 503 and answers[0][1]["code"] == "store_unavailable"
+
+
+async def test_shutdown_waits_for_the_reads_started_off_the_request(
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
+) -> None:
+    """A refresh-ahead read nobody awaits, still running at shutdown, held a pooled connection
+    past the owner's ``store.dispose()``: never closed, found by the garbage collector later
+    (in another test: "psycopg.Connection ... deleted while still open"). Shutdown waits."""
+    ready_service.revalidate_after = 60.0  # the test's own pace cannot cross the bound
+    app = make_app(settings, ready_service, watchers=[])
+    started, release = threading.Event(), threading.Event()
+
+    def hook(stmt: str) -> None:
+        if stmt.lstrip().upper().startswith("SELECT API_KEYS."):  # the key's re-read
+            started.set()
+            release.wait(5)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
+        assert (await c.post(SIGN, headers=admin, json={})).status_code == 200  # key cached
+        # Past half the bound, within it: answered from the cache, the key re-read behind.
+        ready_service.clock.advance(40.0)  # type: ignore[attr-defined]
+        ready_service.store.fault_hook = hook
+        try:
+            assert (await c.post(SIGN, headers=admin, json={})).status_code == 200
+            assert await anyio.to_thread.run_sync(started.wait, 5.0)
+            shutdown = asyncio.ensure_future(app.shutdown())
+            await anyio.sleep(0.2)
+            assert not shutdown.done()  # waiting for the read
+            release.set()
+            await shutdown
+        finally:
+            release.set()
+            ready_service.store.fault_hook = None
+    assert ready_service.store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_api_responses_carrying_secrets_are_never_cached(
