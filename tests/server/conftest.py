@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from keyturn.config import Settings
 from keyturn.server.app import KeyturnApp, create_app
 from keyturn.service import KeyService
 from keyturn.store.apikeys import ApiKeyStore
+from keyturn.store.sql import SqlStore
 
 from .live import LiveServer
 
@@ -37,9 +39,34 @@ def ready_service(service: KeyService, settings: Settings) -> KeyService:
 
 
 @pytest.fixture
-def app(ready_service: KeyService, settings: Settings) -> KeyturnApp:
+async def make_app(store: SqlStore) -> AsyncIterator[Callable[..., KeyturnApp]]:
+    """``create_app`` for tests: every app built is shut down at teardown, started or not.
+
+    An app's background threads outlive the test otherwise: the fast sign path's API-key
+    usage thread (started by the first request it authenticates) writes ``last_used_at``
+    through the store, and one still writing when the ``store`` fixture disposes the engine
+    leaves a psycopg connection open that the garbage collector reports later, in whichever
+    test happens to run then. Depending on ``store`` makes this teardown run before its
+    ``dispose()``.
+    """
+    apps: list[KeyturnApp] = []
+
+    def make(settings: Settings, service: KeyService, **kwargs: Any) -> KeyturnApp:
+        app = create_app(settings, service, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in reversed(apps):
+        await app.shutdown()
+
+
+@pytest.fixture
+def app(
+    make_app: Callable[..., KeyturnApp], ready_service: KeyService, settings: Settings
+) -> KeyturnApp:
     # No watcher thread in-process: tests that need one start it explicitly.
-    return create_app(settings, ready_service, watchers=[])
+    return make_app(settings, ready_service, watchers=[])
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -37,8 +37,14 @@ def metrics(ready_service: KeyService) -> ServerMetrics:
 
 
 @pytest.fixture
-def mapp(ready_service: KeyService, settings: Settings, metrics: ServerMetrics) -> KeyturnApp:
-    return create_app(
+def mapp(
+    make_app: Callable[..., KeyturnApp],
+    ready_service: KeyService,
+    settings: Settings,
+    metrics: ServerMetrics,
+) -> KeyturnApp:
+    # make_app: shut down at teardown, so its API-key usage thread is done with the store.
+    return make_app(
         settings, ready_service, watchers=[], metrics=metrics, scheduler_interval=3600.0
     )
 

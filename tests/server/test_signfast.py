@@ -6,8 +6,9 @@ case here is sent to both and the answers compared, so the fast path cannot drif
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ import pytest
 from keyturn.keys.algorithms import Alg
 from keyturn.keys.sealing import Sealer
 from keyturn.ring.model import Policy
-from keyturn.server.app import KeyturnApp, create_app
+from keyturn.server.app import KeyturnApp
 from keyturn.server.metrics import ServerMetrics
 from keyturn.service import KeyService
 from keyturn.store.apikeys import ApiKeyStore, parse_token
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.anyio
 API = "/api/v1"
 SIGN = f"{API}/tenants/default/tokens/sign"
 BATCH = f"{API}/tenants/default/tokens/sign-batch"
+MakeApp = Callable[..., KeyturnApp]  # conftest's make_app: create_app, shut down at teardown
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -39,11 +41,11 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture
 async def pair(
-    ready_service: KeyService, settings: Any
+    make_app: MakeApp, ready_service: KeyService, settings: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """(fast path, FastAPI reference) on the same service."""
-    fast = create_app(settings, ready_service, watchers=[])
-    ref = create_app(settings, ready_service, watchers=[], fast_sign=False)
+    fast = make_app(settings, ready_service, watchers=[])
+    ref = make_app(settings, ready_service, watchers=[], fast_sign=False)
     async with (
         httpx.AsyncClient(transport=httpx.ASGITransport(app=fast), base_url=PUBLIC_URL) as a,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=ref), base_url=PUBLIC_URL) as b,
@@ -201,12 +203,12 @@ async def test_scoped_keys_and_methods_as_fastapi(
 
 
 async def test_no_store_statement_per_request_in_steady_state(
-    ready_service: KeyService, settings: Any, admin: dict[str, str]
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     """Before #19 every sign request read the API key row (and the prepared signer re-checked
     key_version every 0.25 s): with both bounds at a minute, 30 requests run no statement."""
     ready_service.revalidate_after = 60.0
-    app = create_app(settings, ready_service, watchers=[])
+    app = make_app(settings, ready_service, watchers=[])
     statements: list[str] = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
         assert (await c.post(SIGN, headers=admin, json={})).status_code == 200  # warm
@@ -279,7 +281,7 @@ async def test_last_used_recorded_off_the_request_path(
 
 
 async def test_signed_on_the_loop_without_a_thread_hop_large_batches_in_a_thread(
-    ready_service: KeyService, settings: Any, admin: dict[str, str]
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     for name, alg in (("es", Alg.ES256), ("ed", Alg.EdDSA)):
         ready_service.create_tenant(
@@ -293,7 +295,7 @@ async def test_signed_on_the_loop_without_a_thread_hop_large_batches_in_a_thread
         return real(name, claims, ttl=ttl)
 
     ready_service.sign = spy  # type: ignore[method-assign]
-    app = create_app(settings, ready_service, watchers=[])
+    app = make_app(settings, ready_service, watchers=[])
     loop_thread = threading.current_thread().name
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
         for tenant in ("es", "ed", "default"):
@@ -316,10 +318,10 @@ async def test_signed_on_the_loop_without_a_thread_hop_large_batches_in_a_thread
 
 
 async def test_batch_all_or_nothing_and_counted_per_token(
-    ready_service: KeyService, settings: Any, admin: dict[str, str]
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     metrics = ServerMetrics(ready_service)
-    app = create_app(settings, ready_service, watchers=[], metrics=metrics)
+    app = make_app(settings, ready_service, watchers=[], metrics=metrics)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
         r = await c.post(BATCH, headers=admin, json={"items": [{}, {"ttl": 7200}]})
         assert r.status_code == 422
@@ -346,15 +348,15 @@ async def test_batch_all_or_nothing_and_counted_per_token(
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_revoke_on_one_replica_refused_on_the_other_by_notify(
-    ready_service: KeyService, settings: Any, sealer: Sealer
+    make_app: MakeApp, ready_service: KeyService, settings: Any, sealer: Sealer
 ) -> None:
     """Two replicas on one PostgreSQL; the cache trusts entries for a minute, so only the
     NOTIFY apikey:<id> can make B refuse the key A revoked."""
     other_store = SqlStore(ready_service.store.url)
     other = KeyService(other_store, sealer, ready_service.clock, revalidate_after=60.0)
     ready_service.revalidate_after = 60.0
-    a = create_app(settings, ready_service, poll_interval=60)
-    b = create_app(settings, other, poll_interval=60)
+    a = make_app(settings, ready_service, poll_interval=60)
+    b = make_app(settings, other, poll_interval=60)
     await b.startup()
     try:
         from keyturn.server.watch import ListenWatcher
@@ -384,12 +386,12 @@ async def test_revoke_on_one_replica_refused_on_the_other_by_notify(
 
 
 async def test_concurrent_requests_share_one_store_read(
-    ready_service: KeyService, settings: Any, admin: dict[str, str]
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     """An entry gone stale is read once for every request that finds it so (32 connections
     used to mean 32 reads of the same row each revalidation period)."""
     ready_service.revalidate_after = 60.0
-    app = create_app(settings, ready_service, watchers=[])
+    app = make_app(settings, ready_service, watchers=[])
     assert app.key_cache is not None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
         assert (await c.post(SIGN, headers=admin, json={})).status_code == 200
@@ -440,7 +442,7 @@ def test_recheck_renews_the_bound_or_picks_up_a_change(
 
 
 async def test_store_down_same_503_and_store_error_count(
-    ready_service: KeyService, settings: Any, admin: dict[str, str]
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
 ) -> None:
     from keyturn.errors import StoreUnavailableError
 
@@ -450,7 +452,7 @@ async def test_store_down_same_503_and_store_error_count(
     answers = []
     for fast_sign in (True, False):
         metrics = ServerMetrics(ready_service)
-        app = create_app(settings, ready_service, watchers=[], metrics=metrics, fast_sign=fast_sign)
+        app = make_app(settings, ready_service, watchers=[], metrics=metrics, fast_sign=fast_sign)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as c:
             ready_service.store.fault_hook = down
@@ -463,6 +465,40 @@ async def test_store_down_same_503_and_store_error_count(
         assert 'keyturn_store_errors_total{operation="write"} 1.0' in text
     assert answers[0] == answers[1]
     assert answers[0][0] == 503 and answers[0][1]["code"] == "store_unavailable"
+
+
+async def test_shutdown_waits_for_the_reads_started_off_the_request(
+    make_app: MakeApp, ready_service: KeyService, settings: Any, admin: dict[str, str]
+) -> None:
+    """A refresh-ahead read nobody awaits, still running at shutdown, held a pooled connection
+    past the owner's ``store.dispose()``: never closed, found by the garbage collector later
+    (in another test: "psycopg.Connection ... deleted while still open"). Shutdown waits."""
+    ready_service.revalidate_after = 60.0  # the test's own pace cannot cross the bound
+    app = make_app(settings, ready_service, watchers=[])
+    started, release = threading.Event(), threading.Event()
+
+    def hook(stmt: str) -> None:
+        if stmt.lstrip().upper().startswith("SELECT API_KEYS."):  # the key's re-read
+            started.set()
+            release.wait(5)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as c:
+        assert (await c.post(SIGN, headers=admin, json={})).status_code == 200  # key cached
+        # Past half the bound, within it: answered from the cache, the key re-read behind.
+        ready_service.clock.advance(40.0)  # type: ignore[attr-defined]
+        ready_service.store.fault_hook = hook
+        try:
+            assert (await c.post(SIGN, headers=admin, json={})).status_code == 200
+            assert await anyio.to_thread.run_sync(started.wait, 5.0)
+            shutdown = asyncio.ensure_future(app.shutdown())
+            await anyio.sleep(0.2)
+            assert not shutdown.done()  # waiting for the read
+            release.set()
+            await shutdown
+        finally:
+            release.set()
+            ready_service.store.fault_hook = None
+    assert ready_service.store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_api_responses_carrying_secrets_are_never_cached(

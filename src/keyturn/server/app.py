@@ -188,8 +188,10 @@ class KeyturnApp:
         handle_signals: bool,
         key_cache: ApiKeyCache | None = None,
         front: ASGIApp | None = None,
+        sign_fast: SignFastApp | None = None,
     ) -> None:
         self.key_cache = key_cache
+        self.sign_fast = sign_fast
         self.front: ASGIApp = front or public  # what a request enters first
         self.public = public
         self.api = api
@@ -238,6 +240,9 @@ class KeyturnApp:
             await anyio.to_thread.run_sync(self.scheduler.stop)
         for w in self.watchers:
             await anyio.to_thread.run_sync(w.stop)
+        # Nothing of this app uses the store once shutdown returns: the caller may dispose it.
+        if self.sign_fast is not None:
+            await self.sign_fast.drain()
         if self.key_cache is not None:
             await anyio.to_thread.run_sync(self.key_cache.usage.close)
         self.started = False
@@ -423,6 +428,7 @@ def create_app(
     )
     key_cache: ApiKeyCache | None = None
     front: ASGIApp | None = None
+    fast: SignFastApp | None = None
     if fast_sign:
         # The sign routes first, before the public paths are even looked at; the same request
         # id and body limit as the API, and FastAPI behind for every case it does not take.
@@ -450,6 +456,7 @@ def create_app(
         handle_signals=handle_signals,
         key_cache=key_cache,
         front=front,
+        sign_fast=fast,
     )
     holder["app"] = app
     return app

@@ -368,6 +368,13 @@ class SignFastApp:
         waiter does not cancel the read the others wait for)."""
         return asyncio.shield(self._start(key, fn, arg))
 
+    async def drain(self) -> None:
+        """Wait for the store reads under way in threads, the refresh-ahead ones nobody awaits
+        included: after it, no read of this app holds a pooled connection (shutdown, before
+        the store's owner disposes it; a connection checked out then is never closed)."""
+        while pending := [f for f in self._inflight.values() if not f.done()]:
+            await asyncio.wait(pending)
+
     def _done(self, key: tuple[str, str], fut: asyncio.Future[Any]) -> None:
         self._inflight.pop(key, None)
         if not fut.cancelled():
