@@ -233,3 +233,84 @@ def test_import_as_retired_or_revoked_is_refused() -> None:
             ring.place_imported(T0 + 5, imported("i1"), state, None)
         assert info.value.detail.startswith("cannot import a key as ")
         assert "i1" not in states(ring)
+
+
+def test_bootstrap_records_and_events() -> None:
+    ring = Ring("acme", POLICY, [])
+    change = ring.bootstrap(T0, key("k1"), key("k2"))
+    k1, k2 = rec(ring, "k1"), rec(ring, "k2")
+    assert (k1.state, k1.created_at, k1.activated_at) == (KeyState.CURRENT, T0, T0)
+    assert (k2.state, k2.created_at, k2.activated_at) == (KeyState.NEXT, T0, None)
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.created", "k1", {"state": "current"}),
+        ("key.created", "k2", {"state": "next"}),
+    ]
+    with pytest.raises(InvalidTransitionError) as info:
+        ring.bootstrap(T0, key("k3"), key("k4"))
+    assert info.value.detail == "tenant acme already has keys"
+
+
+def test_rotate_records_and_the_early_rotation_wording() -> None:
+    ring = fresh_ring()
+    change = ring.rotate(T0 + 600, key("k3"))  # k2 published 600 s < 660 s
+    k2, k3 = rec(ring, "k2"), rec(ring, "k3")
+    assert (k2.state, k2.activated_at) == (KeyState.CURRENT, T0 + 600)
+    assert (k3.state, k3.created_at) == (KeyState.NEXT, T0 + 600)
+    assert change.warnings == [
+        "early rotation: key k2 has been published for only 10m, less than the 11m verifier "
+        "caches may hold the old JWKS (max-age + skew). Verifiers that do not refresh on an "
+        "unknown kid may reject new tokens for up to 1m."
+    ]
+
+
+def test_rotate_without_a_next_key_promotes_the_new_key_at_once() -> None:
+    ring = fresh_ring()
+    ring.keys = [k for k in ring.keys if k.kid != "k2"]  # a ring damaged by hand
+    change = ring.rotate(T0 + 100, key("k3"))
+    k3 = rec(ring, "k3")
+    assert (k3.state, k3.created_at, k3.activated_at) == (KeyState.CURRENT, T0 + 100, T0 + 100)
+    assert states(ring) == {"k1": "previous", "k3": "current"}
+    assert change.warnings == ["no next key existed: the new key signs without pre-publication"]
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.rotated", "k3", {"previous": "k1", "next": "k3", "retire_after": T0 + 100 + 7200})
+    ]
+
+
+def test_retire_due_records_and_events() -> None:
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))
+    change = ring.retire_due(T0 + 660 + 7200)
+    k1 = rec(ring, "k1")
+    assert (k1.state, k1.retired_at) == (KeyState.RETIRED, T0 + 660 + 7200)
+    assert k1.sealed_private is None and k1.master_key_id is None
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.retired", "k1", {"retire_after": T0 + 660 + 7200})
+    ]
+    assert ring.retire_due(T0 + 10**6).empty
+
+
+def test_extend_retention_records_the_new_time_only_when_it_is_later() -> None:
+    from keyturn.ring.model import Policy
+
+    ring = fresh_ring()
+    ring.rotate(T0 + 660, key("k3"))  # k1: retire_after T0 + 660 + 7200
+    assert ring.extend_retention(T0 + 700).empty  # same policy: nothing to extend
+    ring.policy = Policy(
+        alg=POLICY.alg, rotation_period=86400, token_ttl=7200, jwks_max_age=600, clock_skew=60
+    )  # retention max(2T, T + C + S) = 14400
+    change = ring.extend_retention(T0 + 700)
+    assert rec(ring, "k1").retire_after == T0 + 660 + 14400
+    assert [(e.event, e.kid, e.details) for e in change.events] == [
+        ("key.retention_extended", "k1", {"retire_after": T0 + 660 + 14400})
+    ]
+    ring.policy = POLICY  # shorter again: never shortened
+    assert ring.extend_retention(T0 + 800).empty
+    assert rec(ring, "k1").retire_after == T0 + 660 + 14400
+
+
+def test_get_names_the_missing_key() -> None:
+    from keyturn.errors import KeyNotFoundError
+
+    with pytest.raises(KeyNotFoundError) as info:
+        fresh_ring().get("nope")
+    assert info.value.detail == "tenant acme has no key nope"
