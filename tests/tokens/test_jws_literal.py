@@ -177,3 +177,17 @@ def test_verifying_key_verify_says_false_for_every_bad_signature() -> None:
     other = sign_with_header({"alg": "ES256"}, {"sub": "a"}, private_key(Alg.ES256, 1), Alg.ES256)
     o_input, _, o_sig = other.encode().rpartition(b".")
     assert vk.verify(Alg.ES256, base64.urlsafe_b64decode(o_sig + b"=="), o_input) is False
+
+
+def test_a_bad_signature_names_the_key_it_was_checked_with() -> None:
+    from keyturn.tokens.jws import verify_parsed
+
+    vk = VerifyingKey(private_key(Alg.ES256, 1).public_key(), [Alg.ES256], kid="other")  # type: ignore[arg-type]
+    parsed = parse_compact(signer_of(Alg.ES256).sign({"sub": "a"}), allowed_algs=ES)
+    with pytest.raises(E.BadSignatureError) as info:
+        verify_parsed(parsed, vk)
+    assert info.value.detail == "signature does not verify with key other"
+    p384 = private_key(Alg.ES384, 0).public_key()
+    with pytest.raises(E.AlgorithmNotAllowedError) as wrong:
+        verify_parsed(parsed, VerifyingKey(p384, [Alg.ES384], kid="p384"))  # type: ignore[arg-type]
+    assert wrong.value.detail == "key p384 does not sign with ES256 (it uses ES384)"

@@ -246,7 +246,8 @@ def verify_parsed(parsed: ParsedToken, key: VerifyingKey) -> None:
     check = key._checks.get(parsed.alg)
     if check is None:
         raise AlgorithmNotAllowedError(
-            f"key {key.kid} does not sign with {parsed.alg} (it uses {sorted(key.algs)})"
+            f"key {key.kid} does not sign with {parsed.alg.value} "
+            f"(it uses {', '.join(sorted(a.value for a in key.algs))})"
         )
     try:
         check(parsed.signature, parsed.signing_input)
