@@ -67,3 +67,47 @@ def test_a_bad_tenant_name_is_refused_with_the_rule() -> None:
         "starting and ending with a letter or digit"
     )
     assert check_tenant_name("a-1") == "a-1"
+
+
+def test_jwks_size_limit_at_twelve_keys() -> None:
+    # retention max(2T, T + C + S) = 7200 s; keys published = 2 + 7200 // R + 1.
+    def p(r: float) -> Policy:
+        return Policy(alg=Alg.ES256, **{**OK, "rotation_period": r})
+
+    assert policy_violations(p(800)) == []  # 2 + 9 + 1 = 12
+    assert policy_violations(p(721)) == []  # 7200 // 721 = 9: still 12
+    assert policy_violations(p(720)) == [  # 2 + 10 + 1 = 13
+        "JWKS size: with R=12m and retention 2h the JWKS would hold up to 13 keys (limit 12); "
+        "lengthen the rotation period or shorten the token lifetime"
+    ]
+
+
+def test_prepublication_refusal_wording() -> None:
+    policy = Policy(alg=Alg.ES256, **{**OK, "rotation_period": 659})
+    assert policy_violations(policy)[0] == (
+        "pre-publication: the rotation period R=10m59s is shorter than C+S=11m (JWKS max-age "
+        "10m + skew 1m); the next key would sign before every verifier cache could hold it"
+    )
+
+
+def test_validate_policy_messages_and_violations() -> None:
+    from keyturn.errors import UnsafePolicyError
+    from keyturn.ring.policy import validate_policy
+
+    bad = Policy(alg=Alg.ES256, **{**OK, "token_ttl": 0.5, "clock_skew": -1})
+    with pytest.raises(UnsafePolicyError) as structural:
+        validate_policy(bad, force=True)  # structural: refused even with force
+    t_msg = "token lifetime T must be between 1s and 3.1536e+08s (got 0.5)"
+    s_msg = "clock skew S must be between 0s and 3.1536e+08s (got -1)"
+    assert structural.value.detail == f"invalid policy: {t_msg}; {s_msg}"
+    assert structural.value.violations == [t_msg, s_msg]
+    unsafe = Policy(alg=Alg.ES256, **{**OK, "rotation_period": 720})
+    with pytest.raises(UnsafePolicyError) as refused:
+        validate_policy(unsafe)
+    (size_msg,) = policy_violations(unsafe)
+    assert refused.value.detail == (
+        f"unsafe policy refused: {size_msg} (use --force to override; audited)"
+    )
+    assert refused.value.violations == [size_msg]
+    assert validate_policy(unsafe, force=True) == [size_msg]
+    assert validate_policy(Policy(alg=Alg.ES256, **OK)) == []
