@@ -314,3 +314,32 @@ def test_get_names_the_missing_key() -> None:
     with pytest.raises(KeyNotFoundError) as info:
         fresh_ring().get("nope")
     assert info.value.detail == "tenant acme has no key nope"
+
+
+def odd(kid: str) -> KeyRecord:
+    """A new key as a generator might hand it over, in some other state: the ring sets it."""
+    return KeyRecord(
+        kid=kid,
+        alg=POLICY.alg,
+        state=KeyState.RETIRED,
+        public_jwk={},
+        created_at=0.0,
+        sealed_private=b"sealed",
+        master_key_id="m1",
+    )
+
+
+def test_every_operation_sets_the_state_of_the_keys_it_places() -> None:
+    ring = Ring("acme", POLICY, [])
+    ring.bootstrap(T0, odd("k1"), odd("k2"))
+    assert states(ring) == {"k1": "current", "k2": "next"}
+    ring.rotate(T0 + 660, odd("k3"))
+    assert states(ring)["k3"] == "next"
+    ring.revoke("k3", T0 + 700, "bad", odd("k4"))  # revoke next
+    assert states(ring)["k4"] == "next"
+    ring.revoke("k2", T0 + 2000, "leak", odd("k5"))  # rotate-and-revoke
+    assert states(ring)["k5"] == "next"
+    ring.revoke_all(T0 + 3000, "all", odd("n1"), odd("n2"))
+    assert (states(ring)["n1"], states(ring)["n2"]) == ("current", "next")
+    ring.place_imported(T0 + 4000, odd("i1"), KeyState.NEXT, None, replace_next=True)
+    assert states(ring)["i1"] == "next"

@@ -95,6 +95,7 @@ def test_stale_if_error_up_to_its_limit_then_unavailable() -> None:
     assert gone.value.detail == (
         "the key set expired 600s ago and is past its stale-if-error limit of 600s"
     )
+    assert type(gone.value) is JWKSUnavailableError and gone.value.extra == {"url": URL}
 
 
 def test_backoff_after_failures_and_the_reset_on_success() -> None:
@@ -114,7 +115,11 @@ def test_backoff_after_failures_and_the_reset_on_success() -> None:
     assert s.kids == (KID_A,)  # a failed fetch never wipes the set
     with pytest.raises(DiscoveryError) as why:  # the most specific class is kept
         c.usable(1900)
-    assert why.value.detail.endswith("; last fetch error: discovery_failed: boom")
+    assert why.value.detail == (
+        "the key set expired 600s ago and is past its stale-if-error limit of 600s"
+        "; last fetch error: discovery_failed: boom"
+    )
+    assert why.value.extra == {"url": URL}
     c.record_success(ok(keyset_of(A)), URL, 2003)
     s = c.status()
     assert (s.failures, s.retry_at, s.last_error) == (0, None, None)
@@ -137,8 +142,9 @@ def test_refresh_due_and_next_wake() -> None:
 def test_a_304_keeps_the_set_and_restarts_its_lifetime() -> None:
     events: list[VerifierEvent] = []
     c = core(events)
-    with pytest.raises(JWKSUnavailableError):
+    with pytest.raises(JWKSUnavailableError) as no_set:
         c.record_success(ok(None), URL, 0)  # 304 with no set: never accepted
+    assert no_set.value.detail == "304 Not Modified without a cached key set"
     c.record_success(ok(keyset_of(A)), URL, 1000)
     c.after_unknown("gone", 1000)
     c.record_success(ok(None, max_age=120), URL, 1250)
@@ -267,4 +273,56 @@ def test_a_failing_urgent_fetch_does_not_break_the_revocation(
     c.record_success(ok(keyset_of(A)), URL, 1000)
     assert c.revoke([KID_A], "feed") == [KID_A]
     assert c.status().kids == ()
-    assert "keyturn: could not start the JWKS fetch after a revocation" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "keyturn: could not start the JWKS fetch after a revocation"
+    ]
+
+
+def test_a_new_core_has_no_set_no_error_and_no_fetch_owner(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = core()
+    s = c.status()
+    assert (s.kids, s.fetched_at, s.failures, s.retry_at, s.last_error) == ((), None, 0, None, None)
+    assert c.rediscover is False and c.on_urgent is None
+    c.record_success(ok(keyset_of(A)), URL, 1000)
+    assert c.revoke([KID_A], "feed") == [KID_A]  # no owner to fetch: nothing logged
+    assert caplog.records == []
+
+
+def test_on_stale_gets_the_url_and_both_times() -> None:
+    from keyturn.verifier._metrics import StaleInfo
+
+    seen: list[StaleInfo] = []
+    config = JWKSConfig(
+        jwks_url=URL,
+        cache=CacheOptions(jitter=0.0, default_max_age=300, stale_if_error=600),
+        on_stale=seen.append,
+    )
+    c = CacheCore(config)
+    c.record_success(ok(keyset_of(A)), URL, 1000)
+    c.record_failure(DiscoveryError("down", url=URL), 0, 1300)
+    c.usable(1450)
+    assert seen == [StaleInfo(URL, 150, 450, "discovery_failed: down")]
+
+
+def test_a_failure_that_is_not_a_jwks_error_reports_jwks_unavailable() -> None:
+    from keyturn.errors import InvalidInputError
+
+    c = core()
+    c.record_failure(InvalidInputError("odd"), 0, 1000)
+    with pytest.raises(JWKSUnavailableError) as info:
+        c.usable(1001)
+    assert type(info.value) is JWKSUnavailableError
+    assert info.value.detail == (
+        "no key set has been fetched yet; last fetch error: invalid_input: odd"
+    )
+
+
+def test_the_url_comes_from_discovery_when_no_jwks_url_is_configured() -> None:
+    from types import SimpleNamespace
+
+    c = CacheCore(JWKSConfig(issuer="https://issuer.test"))
+    assert c.url() is None
+    c.discovery = SimpleNamespace(jwks_uri="https://issuer.test/keys")  # type: ignore[assignment]
+    assert c.url() == "https://issuer.test/keys"

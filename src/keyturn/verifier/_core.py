@@ -45,7 +45,6 @@ class CachedSet:
     keyset: KeySet
     url: str
     etag: str | None
-    lifetime: float
     fetched_at: float
     expires_at: float
     refresh_at: float
@@ -111,9 +110,6 @@ class CacheCore:
     def etag(self) -> str | None:
         cached = self.cached
         return cached.etag if cached is not None else None
-
-    def has_set(self) -> bool:
-        return self.cached is not None
 
     def in_backoff(self, now: float) -> bool:
         return now < self._retry_at
@@ -215,7 +211,6 @@ class CacheCore:
                 keyset=keyset,
                 url=url,
                 etag=result.etag,
-                lifetime=lifetime,
                 fetched_at=now,
                 expires_at=now + lifetime,
                 refresh_at=now + opts.refresh_delay(lifetime, self.rng),
