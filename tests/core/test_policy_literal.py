@@ -111,3 +111,18 @@ def test_validate_policy_messages_and_violations() -> None:
     assert refused.value.violations == [size_msg]
     assert validate_policy(unsafe, force=True) == [size_msg]
     assert validate_policy(Policy(alg=Alg.ES256, **OK)) == []
+
+
+def test_several_unsafe_violations_are_joined_in_the_refusal() -> None:
+    from keyturn.errors import UnsafePolicyError
+    from keyturn.ring.policy import validate_policy
+
+    # R = 659 s: shorter than C + S = 660 s, and 2 + 7200 // 659 + 1 = 13 keys.
+    both = Policy(alg=Alg.ES256, **{**OK, "rotation_period": 659})
+    pre, size = policy_violations(both)
+    assert pre.startswith("pre-publication: ") and size.startswith("JWKS size: ")
+    with pytest.raises(UnsafePolicyError) as info:
+        validate_policy(both)
+    assert info.value.detail == (
+        f"unsafe policy refused: {pre}; {size} (use --force to override; audited)"
+    )

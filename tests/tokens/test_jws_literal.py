@@ -15,10 +15,17 @@ import pytest
 
 from keyturn import errors as E
 from keyturn.keys.algorithms import Alg
+from keyturn.tokens import jws
 from keyturn.tokens.jws import VerifyingKey, parse_compact
 from tests.keys.material import private_key, sign_with_header, signer_of
 
 ES = frozenset({Alg.ES256})
+
+
+@pytest.fixture(autouse=True)
+def no_cached_headers() -> None:
+    """Each test parses its headers itself: the parser, not the header cache, is under test."""
+    jws._HEADERS.clear()
 
 
 def seg(obj: Any) -> str:
@@ -39,6 +46,38 @@ REFUSALS: list[tuple[str, Any, type[Exception], str]] = [
     ("non-ASCII", token() + "é", E.MalformedTokenError, "token contains non-ASCII characters"),
     ("not str or bytes", 12345, E.MalformedTokenError, "a token is str or bytes, not int"),
     ("a list", ["a"], E.MalformedTokenError, "a token is str or bytes, not list"),
+    (
+        "two parts",
+        f"{HEADER}.{PAYLOAD}",
+        E.MalformedTokenError,
+        "a compact JWS has exactly three dot-separated parts",
+    ),
+    (
+        "four parts",
+        token() + ".x",
+        E.MalformedTokenError,
+        "a compact JWS has exactly three dot-separated parts",
+    ),
+    (
+        "one part",
+        HEADER,
+        E.MalformedTokenError,
+        "a compact JWS has exactly three dot-separated parts",
+    ),
+    (
+        "payload not base64url",
+        token(payload="a*b"),
+        E.MalformedTokenError,
+        "payload is not valid base64url",
+    ),
+    ("empty header", token(header=""), E.MalformedTokenError, "empty header or signature"),
+    ("empty signature", token(sig=""), E.MalformedTokenError, "empty header or signature"),
+    (
+        "signature not base64url",
+        token(sig="a*b"),
+        E.MalformedTokenError,
+        "signature is not valid base64url",
+    ),
     (
         "header not base64/JSON",
         token(header="!!!"),
@@ -191,3 +230,31 @@ def test_a_bad_signature_names_the_key_it_was_checked_with() -> None:
     with pytest.raises(E.AlgorithmNotAllowedError) as wrong:
         verify_parsed(parsed, VerifyingKey(p384, [Alg.ES384], kid="p384"))  # type: ignore[arg-type]
     assert wrong.value.detail == "key p384 does not sign with ES256 (it uses ES384)"
+
+
+def test_header_and_signature_segment_limits_are_inclusive() -> None:
+    def header_of(n: int) -> str:
+        for pad in range(n):
+            h = seg({"alg": "ES256", "x": "y" * pad})
+            if len(h) == n:
+                return h
+        raise AssertionError(n)
+
+    parse_compact(token(header=header_of(4096)), allowed_algs=ES)
+    sig_1024 = "A" * 1024  # base64url of 768 bytes
+    parse_compact(token(sig=sig_1024), allowed_algs=ES)
+    # One past each limit (the sizes are checked before either segment is decoded).
+    for too_big in (token(header="e" * 4097), token(sig="A" * 1025)):
+        with pytest.raises(E.TokenTooLargeError) as info:
+            parse_compact(too_big, allowed_algs=ES)
+        assert info.value.detail == "header or signature segment too large"
+
+
+def test_a_memoryview_of_wide_items_is_measured_in_bytes() -> None:
+    raw = _sized(2000).encode()  # 2000 bytes: 1000 items of 2 bytes
+    wide = memoryview(raw).cast("H")
+    assert len(wide) == 1000
+    with pytest.raises(E.TokenTooLargeError) as info:
+        parse_compact(wide, allowed_algs=ES, max_token_bytes=1500)
+    assert info.value.detail == "token longer than 1500 bytes"
+    parse_compact(wide, allowed_algs=ES, max_token_bytes=2000)
