@@ -203,6 +203,7 @@ def test_a_kid_of_exactly_256_characters_is_accepted() -> None:
 def test_verifying_key_verify_says_false_for_every_bad_signature() -> None:
     key = private_key(Alg.ES256, 0)
     vk = VerifyingKey(key.public_key(), [Alg.ES256], kid="k0")  # type: ignore[arg-type]
+    assert (vk.key, vk.kid, vk.algs) == (key.public_key(), "k0", frozenset({Alg.ES256}))
     good = signer_of(Alg.ES256).sign({"sub": "a"})
     signing_input, _, sig = good.encode().rpartition(b".")
     signature = base64.urlsafe_b64decode(sig + b"=" * (-len(sig) % 4))
