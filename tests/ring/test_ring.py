@@ -25,15 +25,16 @@ POLICY = Policy(
 T0 = 1_000_000.0
 
 
-def key(kid: str) -> KeyRecord:
+def key(kid: str, *, state: KeyState = KeyState.NEXT, origin: str = "generated") -> KeyRecord:
     return KeyRecord(
         kid=kid,
         alg=Alg.EdDSA,
-        state=KeyState.NEXT,
+        state=state,
         public_jwk={},
         created_at=0.0,
         sealed_private=b"sealed",
         master_key_id="m1",
+        origin=origin,
     )
 
 

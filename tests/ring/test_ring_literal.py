@@ -156,16 +156,7 @@ def test_revoke_all_records_every_key_and_the_fresh_pair() -> None:
 
 
 def imported(kid: str) -> KeyRecord:
-    return KeyRecord(
-        kid=kid,
-        alg=POLICY.alg,
-        state=KeyState.NEXT,
-        public_jwk={},
-        created_at=0.0,
-        sealed_private=b"sealed",
-        master_key_id="m1",
-        origin="imported",
-    )
+    return key(kid, origin="imported")
 
 
 def test_import_as_next_refused_without_replace_then_replaces_the_next() -> None:
@@ -318,15 +309,7 @@ def test_get_names_the_missing_key() -> None:
 
 def odd(kid: str) -> KeyRecord:
     """A new key as a generator might hand it over, in some other state: the ring sets it."""
-    return KeyRecord(
-        kid=kid,
-        alg=POLICY.alg,
-        state=KeyState.RETIRED,
-        public_jwk={},
-        created_at=0.0,
-        sealed_private=b"sealed",
-        master_key_id="m1",
-    )
+    return key(kid, state=KeyState.RETIRED)
 
 
 def test_every_operation_sets_the_state_of_the_keys_it_places() -> None:

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from keyturn.server.documents import DocumentCache, Revocation, TenantDocs
-from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem
+from keyturn.server.problems import problem, send_problem
 
 log = logging.getLogger("keyturn.server.feed")
 
@@ -180,20 +180,12 @@ class RevocationHub:
                 if self.closed
                 else "too many revocation streams open; poll revocations.json"
             )
-            body = orjson.dumps(problem(503, detail, "busy"))
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", b"30"),
-                        (b"cache-control", b"no-store"),
-                    ],
-                }
+            await send_problem(
+                send,
+                503,
+                problem(503, detail, "busy"),
+                [(b"retry-after", b"30"), (b"cache-control", b"no-store")],
             )
-            await send({"type": "http.response.body", "body": body})
             return
         name = docs.name
         queue: asyncio.Queue[object] = asyncio.Queue()

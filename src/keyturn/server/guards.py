@@ -8,12 +8,11 @@ the same checks in its own single pass over the headers, answers with the same b
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem
+from keyturn.server.problems import problem, send_problem
 from keyturn.server.public import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY = 64 * 1024
@@ -89,48 +88,26 @@ async def send_unsupported(
 ) -> None:
     """The 415 problem: the body must be JSON (``extra``: more response headers)."""
     got = "no Content-Type" if ctype is None else "Content-Type " + ctype[:100].decode("latin-1")
-    body = orjson.dumps(
-        problem(
-            415,
-            f"the body must be JSON: send Content-Type: application/json (got {got})",
-            "unsupported_media_type",
-        )
+    detail = f"the body must be JSON: send Content-Type: application/json (got {got})"
+    await send_problem(
+        send,
+        415,
+        problem(415, detail, "unsupported_media_type"),
+        [(b"accept", b"application/json"), *(extra or ())],
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 415,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"accept", b"application/json"),
-                *(extra or ()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def send_too_large(
     send: Send, max_bytes: int, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """The 413 problem; the connection is closed (the rest of the body is never read)."""
-    body = orjson.dumps(
-        problem(413, f"request body larger than {max_bytes} bytes", "body_too_large")
+    detail = f"request body larger than {max_bytes} bytes"
+    await send_problem(
+        send,
+        413,
+        problem(413, detail, "body_too_large"),
+        [(b"connection", b"close"), *(extra or ())],
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                *(extra or ()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def declared_too_large(value: bytes, max_bytes: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -69,3 +70,25 @@ def problem_for(exc: E.KeyturnError) -> tuple[int, dict[str, Any]]:
 
 def problem_bytes(status: int, detail: str, code: str) -> bytes:
     return orjson.dumps(problem(status, detail, code))
+
+
+async def send_problem(
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    status: int,
+    body: dict[str, Any],
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer a bare ASGI request with a problem document (and any more ``headers``)."""
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

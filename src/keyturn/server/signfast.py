@@ -50,7 +50,7 @@ from keyturn.server.guards import (
 )
 from keyturn.server.keycache import ApiKeyCache, CachedKey
 from keyturn.server.logs import is_safe_request_id, new_request_id, request_id
-from keyturn.server.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from keyturn.server.problems import problem, problem_for, send_problem
 from keyturn.server.public import ASGIApp, Message, Receive, Scope, Send
 from keyturn.server.signing import Item, SignStep, parse_batch, parse_sign, sign_items
 from keyturn.store.apikeys import parse_token
@@ -69,7 +69,6 @@ INLINE_BATCH = 16  # a larger batch goes to a thread even for a cheap algorithm
 # Signed tokens are secrets to whoever holds them: no cache may keep one (RFC 6749 5.1 asks
 # the same of token responses); the whole /api/ surface says so (guards.NoStore).
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-_PROBLEM_CT = (b"content-type", PROBLEM_CONTENT_TYPE.encode())
 _NO_STORE = (b"cache-control", b"no-store")
 
 NO_KEY = "an API key is required: Authorization: Bearer kt_..."
@@ -410,15 +409,7 @@ class SignFastApp:
 async def _send(
     send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]
 ) -> None:
-    data = orjson.dumps(body)
-    headers = [
-        _PROBLEM_CT,
-        (b"cache-control", b"no-store"),
-        (b"content-length", str(len(data)).encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await send_problem(send, status, body, [_NO_STORE, *extra])
 
 
 def _with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
