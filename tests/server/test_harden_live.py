@@ -90,3 +90,32 @@ def test_slow_header_connections_are_closed(tmp_path: Path) -> None:
         for s in socks:
             s.close()
         server.stop()
+
+
+@pytest.mark.parametrize("form", ["--port N", "--port=N"])
+def test_the_readme_serve_command_with_a_port_publishes_that_port(
+    tmp_path: Path, form: str
+) -> None:
+    """`./scripts/serve --port N`: `keyturn init` and the server agree on the issuer (the
+    script used to export the public URL of port 8080 whatever --port said)."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env["KEYTURN_HOME"] = str(tmp_path)
+    args = ["--port", str(port)] if form == "--port N" else [f"--port={port}"]
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [str(root / "scripts" / "serve"), *args, "--no-scheduler"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(tmp_path, port, env, "", proc, log)
+    try:
+        server.wait_ready()
+        url = f"http://127.0.0.1:{port}"
+        doc = httpx.get(f"{url}/.well-known/openid-configuration", timeout=10).json()
+        assert (doc["issuer"], doc["jwks_uri"]) == (url, f"{url}/.well-known/jwks.json")
+        assert "but this server publishes at" not in server.read_log()  # no mismatch warning
+    finally:
+        server.stop()
