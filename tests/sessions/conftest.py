@@ -19,6 +19,7 @@ from tests.server.conftest import (  # noqa: F401 (fixtures)
     api_keys,
     app,
     client,
+    make_app,
     ready_service,
     settings,
 )
